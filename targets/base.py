@@ -1,0 +1,56 @@
+"""The ``Target`` contract: where and how a candidate is built and measured.
+
+A target names one kind of hardware. It knows
+
+* its TVM target as a JSON dict (``tvm_target()``), usable as ``tvm.target.Target(d)``;
+* whether it can be used from this machine right now (``check_available()``), raising
+  :class:`TargetUnavailable` with a message that says how to fix it;
+* how many threads a measurement uses.
+
+Targets hold no state about a search and never touch the database; the search loop
+(``tuner``) asks them questions and hands their answers to builders and runners.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+class TargetUnavailable(RuntimeError):
+    """The target cannot be used from this machine; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Base class of every hardware target.
+
+    Subclasses set ``name``, ``description`` and implement ``tvm_target``. A target
+    whose hardware is not this machine (a Pi over RPC, a GPU) overrides
+    ``check_available`` so that a search fails fast, before any work, with a clear
+    message. ``remote`` is True when candidates are measured on another machine.
+    """
+
+    name: str = ""
+    description: str = ""
+    remote: bool = False
+
+    def tvm_target(self) -> dict:
+        """The TVM target as a JSON dict (TVM 0.27 rejects "llvm -mcpu=..." strings)."""
+        raise NotImplementedError
+
+    def num_threads(self) -> int:
+        """Threads used by the runtime when measuring on this target."""
+        return int(os.environ.get("TVM_NUM_THREADS", os.cpu_count() or 1))
+
+    def check_available(self) -> None:
+        """Raise :class:`TargetUnavailable` if this machine cannot measure on the target."""
+
+    def describe(self) -> dict:
+        """A JSON-able summary (used by ``tuner targets``)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "remote": self.remote,
+            "tvm_target": self.tvm_target(),
+        }

@@ -1,0 +1,46 @@
+"""Numerical check of a compiled artifact against the reference model's outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class NumericalMismatch(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    max_abs_err: float
+    rel_err: float  # max abs error / max abs reference value
+    ref_spatial_std: float  # mean over channels of the reference's spatial std / its scale
+
+
+def compare(out: np.ndarray, ref: np.ndarray, rtol: float = 1e-3) -> CheckResult:
+    """Raise :class:`NumericalMismatch` unless ``out`` matches ``ref`` to ``rtol``.
+
+    Also refuses a reference that does not vary over space: agreeing with a constant
+    proves nothing about the kernels.
+    """
+    if out.shape != ref.shape:
+        raise NumericalMismatch(f"output shape {out.shape} differs from reference {ref.shape}")
+    if not np.all(np.isfinite(out)):
+        raise NumericalMismatch("compiled output contains NaN or Inf")
+    scale = float(np.abs(ref).max()) or 1.0
+    err = float(np.abs(out.astype(np.float64) - ref.astype(np.float64)).max())
+    flat = ref.reshape(ref.shape[0] * ref.shape[1], -1) if ref.ndim >= 3 else ref.reshape(1, -1)
+    spatial = float(flat.std(axis=1).mean() / scale)
+    res = CheckResult(err, err / scale, spatial)
+    if spatial < 1e-4:
+        raise NumericalMismatch(
+            f"reference heatmaps are constant over space (relative std {spatial:.1e}); "
+            "the numerical check would prove nothing"
+        )
+    if res.rel_err > rtol:
+        raise NumericalMismatch(
+            f"compiled output differs from the reference: max abs error {err:.3g} "
+            f"({res.rel_err:.2%} of the output range, tolerance {rtol:.2%})"
+        )
+    return res

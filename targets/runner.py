@@ -1,0 +1,79 @@
+"""Measure a compiled artifact on this machine: load, run, time.
+
+Latency is measured with TVM's ``time_evaluator`` after warm-up runs: one run per
+repeat, as many repeats as fit a time budget (at least ``min_repeat``), reported as
+median / p90 / mean / std / min in milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    median_ms: float
+    p90_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    runs: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def latency_stats(seconds: list[float]) -> LatencyStats:
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
+    return LatencyStats(
+        median_ms=float(np.median(ms)),
+        p90_ms=float(np.percentile(ms, 90)),
+        mean_ms=float(ms.mean()),
+        std_ms=float(ms.std()),
+        min_ms=float(ms.min()),
+        runs=int(ms.size),
+    )
+
+
+def time_callable(fn, warmup: int = 3, min_repeat: int = 5, max_repeat: int = 50,
+                  budget_s: float = 10.0) -> LatencyStats:
+    """Time ``fn()`` the same way for every backend (TVM, ONNX Runtime, ...)."""
+    t = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t
+    for _ in range(max(0, warmup - 1) if first < budget_s / 10 else 0):
+        fn()
+    repeat = int(min(max_repeat, max(min_repeat, budget_s / max(first, 1e-6))))
+    samples = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return latency_stats(samples)
+
+
+class LocalVM:
+    """A Relax VM executable loaded on this machine's CPU."""
+
+    def __init__(self, artifact_path: str):
+        import tvm
+        from tvm import relax
+
+        self.tvm = tvm
+        self.dev = tvm.cpu()
+        self.vm = relax.VirtualMachine(tvm.runtime.load_module(artifact_path), self.dev)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        out = self.vm["main"](self.tvm.runtime.tensor(x, self.dev))
+        if not hasattr(out, "numpy"):  # a tuple of outputs: the first is the heatmap
+            out = out[0]
+        return out.numpy()
+
+    def latency(self, x: np.ndarray, budget_s: float = 10.0, min_repeat: int = 5,
+                max_repeat: int = 50, warmup: int = 3) -> LatencyStats:
+        arg = self.tvm.runtime.tensor(x, self.dev)
+        fn = self.vm["main"]
+        return time_callable(lambda: fn(arg), warmup, min_repeat, max_repeat, budget_s)

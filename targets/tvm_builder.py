@@ -1,0 +1,230 @@
+"""Build a pose model with TVM: ONNX -> Relax -> (MetaSchedule tuning) -> VM executable.
+
+The steps, each a function so that tests and the benchmark can call them alone:
+
+* :func:`import_onnx` – ONNX file to a Relax ``IRModule`` with weights as constants;
+* :func:`prepare` – inference simplifications, :class:`SubPixelConvTranspose`, then
+  legalization and fusion, giving the TIR functions MetaSchedule tunes;
+* :func:`tune` – MetaSchedule over the tasks of a prepared module, with one JSON tuning
+  database per target shared by every candidate and run. Tasks that the database already
+  holds enough measured records for are skipped, so a second run is cheap;
+* :func:`compile_module` – apply the database (if any) and build a VM executable.
+
+Tuning builds candidates in this process (:class:`InProcessBuilder`): MetaSchedule's
+``LocalBuilder`` starts fresh worker processes for every batch, and on a 2-core machine
+their start-up (importing every tensor intrinsic) exceeded its timeout. The caller runs
+all of this in a child process with a timeout, so a crash here costs one candidate.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import tvm
+from tvm import relax
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.meta_schedule.builder import BuilderInput, BuilderResult, PyBuilder
+from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+from tvm.ir.utils import derived_object
+
+from .relax_passes import SubPixelConvTranspose
+
+ProgressFn = Callable[[str], None]
+
+
+def import_onnx(path: str) -> tvm.IRModule:
+    """Import an ONNX model into Relax (weights bound as constants)."""
+    import onnx
+    from tvm.relax.frontend.onnx import from_onnx
+
+    model = onnx.load(path)
+    return from_onnx(model, keep_params_in_input=False)
+
+
+def prepare(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
+    """Simplify for inference, rewrite deconvolutions, legalize and fuse into TIR."""
+    with target:
+        return tvm.transform.Sequential(
+            [
+                relax.transform.DecomposeOpsForInference(),
+                relax.transform.CanonicalizeBindings(),
+                SubPixelConvTranspose(),
+                relax.transform.FoldConstant(),
+                relax.transform.LegalizeOps(),
+                relax.transform.AnnotateTIROpPattern(),
+                relax.transform.FoldConstant(),
+                relax.transform.FuseOps(),
+                relax.transform.FuseTIR(),
+            ]
+        )(mod)
+
+
+@derived_object
+class InProcessBuilder(PyBuilder):
+    """MetaSchedule builder that compiles candidates in this process; errors are data."""
+
+    def build(self, build_inputs: list[BuilderInput]) -> list[BuilderResult]:
+        from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+        from tvm.support.tar import tar
+
+        results = []
+        for item in build_inputs:
+            try:
+                mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(item.mod)
+                rt_mod = tvm.compile(mod, target=item.target)
+                path = os.path.join(tempfile.mkdtemp(prefix="ptuner-ms-"), "mod.tar")
+                rt_mod.export_library(path, fcompile=tar)
+                results.append(BuilderResult(path, None))
+            except Exception as exc:  # noqa: BLE001 - a failed build is a result
+                results.append(BuilderResult(None, f"InProcessBuilder: {exc}"))
+        return results
+
+
+@derived_object
+class _Progress(PyMeasureCallback):
+    """Reports measured/failed trials as tuning goes."""
+
+    def __init__(self, total: int, report: ProgressFn, t0: float):
+        self.total = total
+        self.report = report
+        self.t0 = t0
+        self.done = 0
+        self.ok = 0
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+        self.done += len(runner_results)
+        self.ok += sum(1 for r in runner_results if r.error_msg is None)
+        elapsed = time.time() - self.t0
+        eta = elapsed / self.done * max(0, self.total - self.done) if self.done else 0
+        self.report(
+            f"tuning: {self.done}/{self.total} trials ({self.ok} measured), task {task_id}, "
+            f"elapsed {elapsed:.0f}s, eta {eta:.0f}s"
+        )
+
+
+@dataclass(frozen=True)
+class TuneStats:
+    tasks: int
+    tasks_tuned: int
+    tasks_reused: int
+    trials_run: int
+    trials_measured: int
+    seconds: float
+
+
+def open_database(work_dir: str) -> ms.database.JSONDatabase:
+    os.makedirs(work_dir, exist_ok=True)
+    return ms.database.JSONDatabase(
+        path_workload=os.path.join(work_dir, "database_workload.json"),
+        path_tuning_record=os.path.join(work_dir, "database_tuning_record.json"),
+        module_equality="structural",
+    )
+
+
+def _measured_records(db, mod) -> int:
+    if not db.has_workload(mod):
+        return 0
+    recs = db.get_top_k(db.commit_workload(mod), 1 << 20)
+    return sum(1 for r in recs if r.run_secs and all(float(s) < 1e9 for s in r.run_secs))
+
+
+def tune(
+    mod: tvm.IRModule,
+    target: tvm.target.Target,
+    work_dir: str,
+    max_trials: int,
+    report: ProgressFn = lambda _msg: None,
+    runner_timeout_s: float = 60.0,
+    seed: int | None = 0,
+) -> TuneStats:
+    """Tune a prepared module with about ``max_trials`` trials over all its tasks.
+
+    Each task gets ``ceil(max_trials / n_tasks)`` trials (at least 1). A task whose
+    workload already has that many measured records in ``work_dir`` is reused as is.
+    """
+    t0 = time.time()
+    db = open_database(work_dir)
+    tasks = [
+        t
+        for t in ms.relax_integration.extract_tasks(mod, target)
+        if not t.mod.attrs or not t.mod.attrs.get("tirx.is_scheduled", False)
+    ]
+    per_task = max(1, math.ceil(max_trials / max(1, len(tasks))))
+    todo = [t for t in tasks if _measured_records(db, t.dispatched[0]) < per_task]
+    report(
+        f"tuning: {len(tasks)} tasks, {per_task} trials each; "
+        f"{len(tasks) - len(todo)} reused from {work_dir}"
+    )
+    if not todo:
+        return TuneStats(len(tasks), 0, len(tasks), 0, 0, time.time() - t0)
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+        extracted_tasks=todo,
+        work_dir=work_dir,
+        strategy=search_strategy(per_task),
+        seed=seed,
+        num_threads=target_cores(target),
+    )
+    total = per_task * len(todo)
+    progress = _Progress(total, report, t0)
+    runner = ms.runner.LocalRunner(
+        timeout_sec=runner_timeout_s,
+        evaluator_config=ms.runner.EvaluatorConfig(
+            number=1, repeat=3, min_repeat_ms=40, enable_cpu_cache_flush=False
+        ),
+    )
+    ms.tune_tasks(
+        tasks=contexts,
+        task_weights=weights,
+        work_dir=work_dir,
+        max_trials_global=total,
+        max_trials_per_task=per_task,
+        num_trials_per_iter=min(64, per_task),
+        builder=InProcessBuilder(),
+        runner=runner,
+        database=db,
+        measure_callbacks=[
+            ms.measure_callback.AddToDatabase(),
+            ms.measure_callback.RemoveBuildArtifact(),
+            ms.measure_callback.UpdateCostModel(),
+            progress,
+        ],
+        task_scheduler="round-robin",
+    )
+    return TuneStats(
+        len(tasks), len(todo), len(tasks) - len(todo), progress.done, progress.ok, time.time() - t0
+    )
+
+
+def search_strategy(per_task: int) -> ms.search_strategy.EvolutionarySearch:
+    """Evolutionary search sized to the per-task budget.
+
+    MetaSchedule's defaults (population 512, 4 genetic iterations) cost ~20 s of search
+    per task iteration on 2 cores: fine for 1000 trials, most of the time for 8.
+    """
+    population = min(512, max(64, 16 * per_task))
+    return ms.search_strategy.EvolutionarySearch(
+        population_size=population,
+        init_min_unmeasured=min(50, population // 2),
+        genetic_num_iters=4 if per_task >= 32 else 2,
+    )
+
+
+def target_cores(target: tvm.target.Target) -> int:
+    cores = target.attrs.get("num-cores") if hasattr(target, "attrs") else None
+    return int(cores) if cores else (os.cpu_count() or 1)
+
+
+def compile_module(
+    mod: tvm.IRModule, target: tvm.target.Target, work_dir: str | None = None
+) -> relax.VMExecutable:
+    """Build a prepared module; with ``work_dir``, apply its tuning database first."""
+    if work_dir is not None:
+        db = open_database(work_dir)
+        with target, db, tvm.transform.PassContext(opt_level=3):
+            mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+    return tvm.compile(mod, target=target)

@@ -1,0 +1,200 @@
+"""The `tuner` command line. Commands parse arguments and call library functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+DEFAULT_LOG_DIR = os.environ.get("POSE_TUNER_LOG_DIR", "logs")
+
+
+def _common(p: argparse.ArgumentParser, target_required: bool = True) -> None:
+    p.add_argument("--target", required=target_required, help="hardware target (see `tuner targets`)")
+    p.add_argument("--log-dir", default=DEFAULT_LOG_DIR,
+                   help="where the database, tuning records, artifacts and logs go (default: logs)")
+    p.add_argument("--db", default=None,
+                   help="SQLAlchemy database URL (default: sqlite under --log-dir)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tuner", description="Auto-tune pose-estimation models with TVM for one target.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("search", help="build and measure every point of the search space")
+    _common(p)
+    p.add_argument("--model", default="mobilenetv2_deconv",
+                   help="zoo model name, an .onnx file, or package.module:factory (default: "
+                        "mobilenetv2_deconv)")
+    p.add_argument("--input-size", default=None, help="HxW for zoo/PyTorch models (default 256x192)")
+    p.add_argument("--schedules", default="default,metaschedule:64",
+                   help="comma-separated schedules: default and/or metaschedule:N with N trials per "
+                        "model (default: default,metaschedule:64)")
+    p.add_argument("--trials", type=int, default=None,
+                   help="shorthand: tune with metaschedule:N (replaces metaschedule entries)")
+    p.add_argument("--prune", default="0", help="comma-separated pruning ratios (default: 0)")
+    p.add_argument("--quant", default="fp32", help="comma-separated quantization modes (default: fp32)")
+    p.add_argument("--force", action="store_true", help="re-measure points already in the database")
+    p.add_argument("--timeout", type=float, default=3600.0,
+                   help="seconds one candidate may take before it is killed (default: 3600)")
+    p.add_argument("--measure-budget", type=float, default=10.0,
+                   help="seconds of timed runs per latency measurement (default: 10)")
+    p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
+    p.add_argument("--tracker", default=None, help="RPC tracker HOST:PORT for remote targets")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = sub.add_parser("pareto", help="list the Pareto front of a target")
+    _common(p)
+    p.add_argument("--model", default=None, help="only this model name")
+    p.add_argument("--all", action="store_true", help="list every candidate, marking the front")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("best", help="the best configuration under constraints, as JSON")
+    _common(p)
+    p.add_argument("--model", default=None, help="only this model name")
+    p.add_argument("--max-latency-ms", type=float, default=None)
+    p.add_argument("--min-ap", type=float, default=None)
+    p.add_argument("--max-size-mb", type=float, default=None)
+
+    p = sub.add_parser("targets", help="list the known targets with their TVM target JSON")
+    p.add_argument("--json", action="store_true")
+
+    sub.add_parser("models", help="list the built-in model zoo")
+    return parser
+
+
+class UserError(Exception):
+    pass
+
+
+def _space(args):
+    from search_space import SearchSpace, parse_schedule
+
+    schedules = [parse_schedule(s) for s in args.schedules.split(",") if s.strip()]
+    if args.trials is not None:
+        if args.trials <= 0:
+            raise UserError(f"--trials must be > 0, got {args.trials} "
+                            "(use --schedules default for no tuning)")
+        schedules = [s for s in schedules if s[0] != "metaschedule"] + [("metaschedule", args.trials)]
+    try:
+        prune = tuple(float(v) for v in args.prune.split(","))
+    except ValueError:
+        raise UserError(f"bad --prune {args.prune!r}: write ratios like 0,0.2") from None
+    quant = tuple(q.strip() for q in args.quant.split(",") if q.strip())
+    return SearchSpace(prune_ratios=prune, quant_modes=quant, schedules=tuple(schedules))
+
+
+def cmd_search(args) -> int:
+    from .model_source import parse_input_size
+    from .report import fmt_seconds, table
+    from .search import SearchConfig, run_search
+
+    cfg = SearchConfig(
+        target=args.target, model=args.model, input_size=parse_input_size(args.input_size),
+        space=_space(args), log_dir=args.log_dir, db_url=args.db, force=args.force,
+        timeout_s=args.timeout, measure_budget_s=args.measure_budget, threads=args.threads,
+        tracker=args.tracker,
+    )
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else \
+        (lambda m: print(m, flush=True))
+    out = run_search(cfg, say=say)
+    if args.json:
+        print(json.dumps({"candidates": [r.as_dict() for r in out.records],
+                          "front": [r.as_dict() for r in out.front]}, indent=2))
+        return 0
+    print(f"\nsearch done in {fmt_seconds(out.seconds)}: {out.ran} measured, {out.reused} reused\n")
+    print("candidates:")
+    print(table(out.records, out.front))
+    print("\nPareto front (all runs of this model on this target):")
+    print(table(out.front, out.front))
+    return 0 if any(r.ok for r in out.records) else 1
+
+
+def _open_db(args):
+    from targets import get_target
+
+    from .db import ParetoDB, default_url
+
+    get_target(args.target)  # a clear error for unknown names
+    url = args.db or default_url(args.log_dir)
+    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
+        raise UserError(f"no database at {url[len('sqlite:///'):]}; run `tuner search --target "
+                        f"{args.target}` first or pass --db/--log-dir")
+    return ParetoDB(url)
+
+
+def cmd_pareto(args) -> int:
+    from .pareto import pareto_front
+    from .report import table
+
+    db = _open_db(args)
+    records = db.records(target=args.target, model_name=args.model)
+    if not records:
+        raise UserError(f"no candidates for target {args.target} in the database; run `tuner search`")
+    front = []
+    for h in dict.fromkeys(r.model_hash for r in records):
+        front += pareto_front([r for r in records if r.model_hash == h])
+    if args.json:
+        print(json.dumps([r.as_dict() for r in (records if args.all else front)], indent=2))
+    else:
+        print(table(records if args.all else front, front))
+    return 0
+
+
+def cmd_best(args) -> int:
+    from .pareto import best_under
+
+    db = _open_db(args)
+    records = db.records(target=args.target, model_name=args.model)
+    rec = best_under(records, args.max_latency_ms, args.min_ap, args.max_size_mb)
+    print(json.dumps(rec.as_dict(), indent=2))
+    return 0
+
+
+def cmd_targets(args) -> int:
+    from targets import list_targets
+
+    items = [t.describe() for t in list_targets()]
+    if args.json:
+        print(json.dumps(items, indent=2))
+    else:
+        for t in items:
+            print(f"{t['name']:<10} {t['description']}\n{'':<10} {json.dumps(t['tvm_target'])}")
+    return 0
+
+
+def cmd_models(_args) -> int:
+    from . import zoo
+
+    for name in zoo.list_models():
+        print(f"{name:<20} {zoo.get_spec(name).description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from search_space import SearchSpaceError
+    from targets import TargetUnavailable, UnknownTarget
+
+    from .db import DatabaseError
+    from .model_source import ModelError
+    from .pareto import NoCandidate
+    from .search import SearchError
+
+    handlers = {"search": cmd_search, "pareto": cmd_pareto, "best": cmd_best,
+                "targets": cmd_targets, "models": cmd_models}
+    try:
+        return handlers[args.command](args)
+    except (UserError, SearchSpaceError, TargetUnavailable, UnknownTarget, ModelError,
+            DatabaseError, NoCandidate, SearchError) as exc:
+        print(f"tuner: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tuner: interrupted; finished candidates are in the database", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

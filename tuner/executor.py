@@ -1,0 +1,64 @@
+"""Run one candidate in a child process with a timeout; crashes become failed results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+
+
+def run_in_child(spec: dict, timeout_s: float, log_path: str,
+                 on_progress: Callable[[str], None] = lambda _m: None,
+                 threads: int | None = None) -> dict:
+    """Run :mod:`tuner.worker` on ``spec``; return its result dict.
+
+    A non-zero exit, a signal (TVM can segfault) or a timeout gives
+    ``{"status": "failed", "error": ...}`` naming what happened and the log file.
+    """
+    os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ptuner-") as tmp:
+        spec_path = os.path.join(tmp, "spec.json")
+        result_path = os.path.join(tmp, "result.json")
+        with open(spec_path, "w", encoding="utf-8") as f:
+            json.dump(spec, f)
+        env = dict(os.environ)
+        if threads:
+            env["TVM_NUM_THREADS"] = str(threads)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        with open(log_path, "a", encoding="utf-8") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tuner.worker", spec_path, result_path],
+                stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+                start_new_session=True,
+            )
+
+            def pump():
+                for line in proc.stdout:
+                    on_progress(line.rstrip("\n"))
+
+            reader = threading.Thread(target=pump, daemon=True)
+            reader.start()
+            try:
+                rc = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                reader.join(5)
+                return {"status": "failed",
+                        "error": f"timed out after {timeout_s:.0f} s (raise --timeout); log: {log_path}"}
+            reader.join(5)
+        if rc != 0:
+            what = (f"crashed with signal {signal.Signals(-rc).name}" if rc < 0
+                    else f"exited with code {rc}")
+            return {"status": "failed", "error": f"candidate process {what}; log: {log_path}"}
+        try:
+            with open(result_path, encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {"status": "failed", "error": f"candidate process wrote no result; log: {log_path}"}

@@ -1,0 +1,67 @@
+"""Records: what the tuner stores about one measured candidate (frozen dataclasses)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    """One point of one model on one target: its configuration and what was measured.
+
+    ``status`` is ``ok`` or ``failed`` (then ``error`` says why); measurements are None
+    where they were not taken. ``backend`` is ``tvm`` for tuner candidates; baselines
+    (ONNX Runtime, OpenVINO, TensorRT) use their own names.
+    """
+
+    model_name: str
+    model_hash: str
+    target: str
+    backend: str
+    prune_ratio: float
+    quant: str
+    schedule: str
+    trials: int
+    status: str
+    error: str | None = None
+    input_shape: str | None = None
+    latency_median_ms: float | None = None
+    latency_p90_ms: float | None = None
+    latency_mean_ms: float | None = None
+    latency_std_ms: float | None = None
+    latency_runs: int | None = None
+    ap: float | None = None
+    ap50: float | None = None
+    pck: float | None = None
+    max_abs_err: float | None = None
+    rel_err: float | None = None
+    model_size_bytes: int | None = None
+    param_count: int | None = None
+    flops: float | None = None
+    artifact_path: str | None = None
+    emulated: bool = False
+    tune_trials_run: int | None = None
+    tune_seconds: float | None = None
+    build_seconds: float | None = None
+    wall_seconds: float | None = None
+    tvm_version: str | None = None
+    tuner_version: str | None = None
+    host: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def schedule_label(self) -> str:
+        return "default" if self.schedule == "default" else f"{self.schedule}:{self.trials}"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]

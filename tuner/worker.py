@@ -1,0 +1,107 @@
+"""One candidate, end to end, in a child process: build, check, measure.
+
+Run as ``python -m tuner.worker SPEC.json RESULT.json``. The parent
+(:mod:`tuner.executor`) gives it a timeout; a crash or hang here fails one candidate.
+Progress lines go to the parent on the original stdout; everything else the child or
+TVM prints goes to stderr, which the parent keeps in the candidate's log file.
+The result JSON is ``{"status": "ok"|"failed", "error": ..., measurements...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+
+
+def run_candidate(spec: dict, report) -> dict:
+    import tvm
+    from tvm import relax  # noqa: F401
+
+    from targets import tvm_builder
+    from targets.check import compare
+    from targets.inputs import structured_input
+    from targets.onnxruntime_backend import ORTSession
+    from targets.runner import LocalVM
+
+    t0 = time.time()
+    point = spec["point"]
+    target = tvm.target.Target(spec["tvm_target"])
+    result: dict = {"tvm_version": tvm.__version__}
+
+    report("importing into Relax")
+    mod = tvm_builder.import_onnx(spec["onnx_path"])
+    mod = tvm_builder.prepare(mod, target)
+    work_dir = None
+    if point["schedule"] == "metaschedule":
+        work_dir = spec["tuning_dir"]
+        stats = tvm_builder.tune(mod, target, work_dir, int(point["trials"]), report=report,
+                                 runner_timeout_s=spec.get("runner_timeout_s", 60))
+        result["tune_trials_run"] = stats.trials_run
+        result["tune_seconds"] = stats.seconds
+        if stats.trials_run and not stats.trials_measured:
+            raise RuntimeError(
+                f"tuning measured none of its {stats.trials_run} trials (all failed to build or "
+                f"run); see the MetaSchedule logs in {work_dir}/logs"
+            )
+    report("compiling")
+    tb = time.time()
+    ex = tvm_builder.compile_module(mod, target, work_dir)
+    os.makedirs(os.path.dirname(spec["artifact_path"]), exist_ok=True)
+    ex.export_library(spec["artifact_path"])
+    result["build_seconds"] = time.time() - tb
+    result["artifact_path"] = spec["artifact_path"]
+    result["model_size_bytes"] = os.path.getsize(spec["artifact_path"])
+
+    report("checking numerics against ONNX Runtime")
+    vm = LocalVM(spec["artifact_path"])
+    ref = ORTSession(spec["onnx_path"])
+    shape = tuple(spec["input_shape"])
+    worst = None
+    for seed in (1, 2):
+        x = structured_input(shape, seed=seed)
+        chk = compare(vm.run(x), ref.run(x), rtol=spec.get("rtol", 2e-3))
+        if worst is None or chk.rel_err > worst.rel_err:
+            worst = chk
+    result["max_abs_err"] = worst.max_abs_err
+    result["rel_err"] = worst.rel_err
+
+    report("measuring latency")
+    lat = vm.latency(structured_input(shape, seed=3), budget_s=spec.get("measure_budget_s", 10.0),
+                     min_repeat=spec.get("min_repeat", 5), max_repeat=spec.get("max_repeat", 50))
+    result.update(
+        latency_median_ms=lat.median_ms, latency_p90_ms=lat.p90_ms, latency_mean_ms=lat.mean_ms,
+        latency_std_ms=lat.std_ms, latency_runs=lat.runs,
+    )
+    result["wall_seconds"] = time.time() - t0
+    result["status"] = "ok"
+    return result
+
+
+def main(argv: list[str]) -> int:
+    spec_path, result_path = argv
+    # Keep the real stdout for progress; route everything else (TVM logs) to stderr.
+    progress = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def report(msg: str) -> None:
+        progress.write(msg.replace("\n", " ") + "\n")
+
+    with open(spec_path, encoding="utf-8") as f:
+        spec = json.load(f)
+    try:
+        result = run_candidate(spec, report)
+    except Exception as exc:  # noqa: BLE001 - failures are data
+        traceback.print_exc()
+        msg = f"{exc.__class__.__name__}: {exc}".strip()
+        result = {"status": "failed", "error": msg.splitlines()[0][:500] if msg else repr(exc)}
+    with open(result_path, "w", encoding="utf-8") as f:
+        json.dump(result, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
