@@ -47,6 +47,10 @@ class Rasp4B(Target):
             raise TargetUnavailable(f"no Raspberry Pi is attached for target rasp4b; {ATTACH_HELP}")
         host, _, port = tracker.rpartition(":")
         try:
+            import socket
+
+            # TVM's client retries for a minute; probe the port first to fail fast.
+            socket.create_connection((host, int(port)), timeout=5).close()
             from tvm import rpc
 
             client = rpc.connect_tracker(host, int(port))

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import tvm
+import tvm_ffi
 from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.builder import BuilderInput, BuilderResult, PyBuilder
@@ -95,11 +96,16 @@ class _Progress(PyMeasureCallback):
         self.t0 = t0
         self.done = 0
         self.ok = 0
+        self.last = 0.0
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
         self.done += len(runner_results)
         self.ok += sum(1 for r in runner_results if r.error_msg is None)
-        elapsed = time.time() - self.t0
+        now = time.time()
+        if self.done < self.total and now - self.last < 5.0:
+            return
+        self.last = now
+        elapsed = now - self.t0
         eta = elapsed / self.done * max(0, self.total - self.done) if self.done else 0
         self.report(
             f"tuning: {self.done}/{self.total} trials ({self.ok} measured), task {task_id}, "
@@ -133,6 +139,32 @@ def _measured_records(db, mod) -> int:
     return sum(1 for r in recs if r.run_secs and all(float(s) < 1e9 for s in r.run_secs))
 
 
+BUDGETS_FILE = "task_budgets.json"
+
+
+def _task_key(task) -> str:
+    return f"{task.task_name}:{tvm_ffi.structural_hash(task.dispatched[0]) & 0xFFFFFFFFFFFF:x}"
+
+
+def _load_budgets(work_dir: str) -> dict[str, int]:
+    import json
+
+    try:
+        with open(os.path.join(work_dir, BUDGETS_FILE), encoding="utf-8") as f:
+            return {str(k): int(v) for k, v in json.load(f).items()}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_budgets(work_dir: str, budgets: dict[str, int]) -> None:
+    import json
+
+    tmp = os.path.join(work_dir, BUDGETS_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(budgets, f, indent=1, sort_keys=True)
+    os.replace(tmp, os.path.join(work_dir, BUDGETS_FILE))
+
+
 def tune(
     mod: tvm.IRModule,
     target: tvm.target.Target,
@@ -155,7 +187,14 @@ def tune(
         if not t.mod.attrs or not t.mod.attrs.get("tirx.is_scheduled", False)
     ]
     per_task = max(1, math.ceil(max_trials / max(1, len(tasks))))
-    todo = [t for t in tasks if _measured_records(db, t.dispatched[0]) < per_task]
+    budgets = _load_budgets(work_dir)
+    # A task is done when it has per_task measured records, or was already tuned with
+    # that budget (small design spaces can run out of distinct candidates before it).
+    todo = [
+        t for t in tasks
+        if _measured_records(db, t.dispatched[0]) < per_task
+        and budgets.get(_task_key(t), 0) < per_task
+    ]
     report(
         f"tuning: {len(tasks)} tasks, {per_task} trials each; "
         f"{len(tasks) - len(todo)} reused from {work_dir}"
@@ -195,6 +234,9 @@ def tune(
         ],
         task_scheduler="round-robin",
     )
+    for t in todo:
+        budgets[_task_key(t)] = max(budgets.get(_task_key(t), 0), per_task)
+    _save_budgets(work_dir, budgets)
     return TuneStats(
         len(tasks), len(todo), len(tasks) - len(todo), progress.done, progress.ok, time.time() - t0
     )

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 def run_in_child(spec: dict, timeout_s: float, log_path: str,
                  on_progress: Callable[[str], None] = lambda _m: None,
-                 threads: int | None = None) -> dict:
-    """Run :mod:`tuner.worker` on ``spec``; return its result dict.
+                 threads: int | None = None, module: str = "tuner.worker") -> dict:
+    """Run ``python -m module SPEC RESULT`` (:mod:`tuner.worker`); return its result dict.
 
     A non-zero exit, a signal (TVM can segfault) or a timeout gives
     ``{"status": "failed", "error": ...}`` naming what happened and the log file.
@@ -33,7 +33,7 @@ def run_in_child(spec: dict, timeout_s: float, log_path: str,
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         with open(log_path, "a", encoding="utf-8") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tuner.worker", spec_path, result_path],
+                [sys.executable, "-m", module, spec_path, result_path],
                 stdout=subprocess.PIPE, stderr=log, text=True, env=env,
                 start_new_session=True,
             )

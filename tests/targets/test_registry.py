@@ -1,0 +1,66 @@
+import pytest
+
+from targets import TARGETS, TargetUnavailable, UnknownTarget, get_target, list_targets
+
+
+def test_registry_lists_the_three_targets_with_tvm_json():
+    import tvm
+
+    names = [t.name for t in list_targets()]
+    assert names == ["x86-vnni", "rasp4b", "cuda"]
+    for t in list_targets():
+        d = t.tvm_target()
+        assert isinstance(d, dict)
+        tgt = tvm.target.Target(d)  # TVM accepts it
+        assert tgt.kind.name == d["kind"]
+
+
+def test_unknown_target_names_the_known_ones():
+    with pytest.raises(UnknownTarget) as e:
+        get_target("rasp5")
+    assert "x86-vnni" in str(e.value) and "rasp4b" in str(e.value)
+
+
+def test_rasp4b_tvm_target_is_aarch64_a72():
+    d = get_target("rasp4b").tvm_target()
+    assert d["mtriple"] == "aarch64-linux-gnu" and d["mcpu"] == "cortex-a72"
+
+
+def test_rasp4b_without_a_tracker_fails_fast_with_attach_help(monkeypatch):
+    monkeypatch.delenv("TVM_TRACKER_HOST", raising=False)
+    with pytest.raises(TargetUnavailable) as e:
+        get_target("rasp4b").check_available()
+    assert "rpc_server --tracker" in str(e.value)
+
+
+def test_rasp4b_with_an_unreachable_tracker_says_so():
+    import time
+
+    t = time.time()
+    with pytest.raises(TargetUnavailable) as e:
+        get_target("rasp4b", tracker="127.0.0.1:1").check_available()
+    assert "cannot reach the RPC tracker at 127.0.0.1:1" in str(e.value)
+    assert time.time() - t < 30
+
+
+def test_x86_vnni_is_available_on_a_vnni_host():
+    from targets.x86_vnni import host_has_vnni
+
+    t = get_target("x86-vnni")
+    if host_has_vnni():
+        t.check_available()
+        assert t.tvm_target()["kind"] == "llvm"
+    else:
+        with pytest.raises(TargetUnavailable):
+            t.check_available()
+
+
+def test_cuda_without_a_driver_is_unavailable():
+    from targets.cuda import cuda_driver_present
+
+    if cuda_driver_present():
+        pytest.skip("this machine has a CUDA driver")
+    with pytest.raises(TargetUnavailable) as e:
+        get_target("cuda").check_available()
+    assert "libcuda" in str(e.value)
+    assert set(TARGETS) == {"x86-vnni", "rasp4b", "cuda"}

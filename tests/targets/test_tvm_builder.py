@@ -1,0 +1,43 @@
+import os
+import time
+
+import numpy as np
+import pytest
+
+tvm = pytest.importorskip("tvm")
+
+
+def test_tune_measures_trials_and_second_run_reuses_records(tiny_onnx, tmp_path):
+    from targets import get_target
+    from targets.check import compare
+    from targets.inputs import structured_input
+    from targets.onnxruntime_backend import ORTSession
+    from targets.runner import LocalVM
+    from targets.tvm_builder import compile_module, import_onnx, prepare, tune
+
+    target = tvm.target.Target(get_target("x86-vnni").tvm_target())
+    mod = prepare(import_onnx(tiny_onnx), target)
+    work = str(tmp_path / "tuning")
+    msgs = []
+    t0 = time.time()
+    first = tune(mod, target, work, max_trials=8, report=msgs.append)
+    t_first = time.time() - t0
+    assert first.tasks >= 3 and first.tasks_tuned == first.tasks
+    assert first.trials_measured > 0 and first.trials_measured == first.trials_run
+    assert os.path.getsize(os.path.join(work, "database_tuning_record.json")) > 0
+    assert any("trials" in m for m in msgs)
+
+    t0 = time.time()
+    second = tune(mod, target, work, max_trials=8)
+    assert second.tasks_tuned == 0 and second.tasks_reused == first.tasks
+    assert time.time() - t0 < t_first / 3
+
+    ex = compile_module(mod, target, work)
+    path = str(tmp_path / "m.so")
+    ex.export_library(path)
+    vm = LocalVM(path)
+    x = structured_input((1, 3, 32, 32), seed=1)
+    res = compare(vm.run(x), ORTSession(tiny_onnx).run(x))
+    assert res.rel_err < 1e-4
+    stats = vm.latency(x, budget_s=0.2, min_repeat=3)
+    assert stats.runs >= 3 and 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms

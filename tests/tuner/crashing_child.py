@@ -1,0 +1,18 @@
+"""A child for tests of tuner.executor: crashes, hangs or answers, as its spec says."""
+
+import ctypes
+import json
+import sys
+import time
+
+spec_path, result_path = sys.argv[1:]
+spec = json.load(open(spec_path))
+print("started", flush=True)
+if spec["do"] == "segfault":
+    ctypes.string_at(0)
+elif spec["do"] == "hang":
+    time.sleep(600)
+elif spec["do"] == "exit":
+    sys.exit(3)
+else:
+    json.dump({"status": "ok", "value": 42}, open(result_path, "w"))

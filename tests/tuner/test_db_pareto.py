@@ -1,0 +1,106 @@
+import os
+import sqlite3
+
+import pytest
+
+from tuner.db import SCHEMA_VERSION, DatabaseError, ParetoDB
+from tuner.pareto import NoCandidate, best_under, pareto_front
+from tuner.records import CandidateRecord
+
+
+def rec(**kw):
+    base = dict(model_name="m", model_hash="h1", target="x86-vnni", backend="tvm",
+                prune_ratio=0.0, quant="fp32", schedule="metaschedule", trials=64, status="ok",
+                latency_median_ms=10.0, latency_p90_ms=11.0, model_size_bytes=1000)
+    base.update(kw)
+    return CandidateRecord(**base)
+
+
+def test_upsert_replaces_the_same_point(tmp_path):
+    db = ParetoDB(f"sqlite:///{tmp_path}/p.sqlite")
+    a = db.upsert(rec(latency_median_ms=10.0))
+    b = db.upsert(rec(latency_median_ms=8.0))
+    assert a.id == b.id and a.created_at == b.created_at
+    rows = db.records()
+    assert len(rows) == 1 and rows[0].latency_median_ms == 8.0
+    db.upsert(rec(trials=8))
+    assert len(db.records(target="x86-vnni")) == 2
+    assert db.find("h1", "x86-vnni", "tvm", 0.0, "fp32", "metaschedule", 8).trials == 8
+    assert db.find("h1", "x86-vnni", "tvm", 0.0, "fp32", "default", 0) is None
+
+
+def test_failed_record_keeps_its_error(tmp_path):
+    db = ParetoDB(f"sqlite:///{tmp_path}/p.sqlite")
+    db.upsert(rec(status="failed", error="boom", latency_median_ms=None))
+    (r,) = db.records()
+    assert not r.ok and r.error == "boom"
+
+
+def test_newer_schema_is_refused_untouched(tmp_path):
+    path = tmp_path / "p.sqlite"
+    ParetoDB(f"sqlite:///{path}").upsert(rec())
+    con = sqlite3.connect(path)
+    con.execute("update meta set value=? where key='schema_version'", (str(SCHEMA_VERSION + 1),))
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    with pytest.raises(DatabaseError, match="newer than this"):
+        ParetoDB(f"sqlite:///{path}")
+    assert path.read_bytes() == before
+
+
+def test_foreign_database_is_refused(tmp_path):
+    path = tmp_path / "other.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("create table users (id int)")
+    con.commit()
+    con.close()
+    with pytest.raises(DatabaseError, match="not a pose-tuner database"):
+        ParetoDB(f"sqlite:///{path}")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_folder_is_refused(tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    with pytest.raises(DatabaseError, match="not writable"):
+        ParetoDB(f"sqlite:///{d}/p.sqlite")
+
+
+def test_unwritable_folder_is_refused_even_for_root(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(DatabaseError, match="cannot create the database folder"):
+        ParetoDB(f"sqlite:///{f}/sub/p.sqlite")
+
+
+def test_pareto_front_latency_ap_size():
+    rs = [rec(id=1, latency_median_ms=10, ap=0.7), rec(id=2, latency_median_ms=5, ap=0.6),
+          rec(id=3, latency_median_ms=12, ap=0.65), rec(id=4, latency_median_ms=4, ap=0.5),
+          rec(id=5, status="failed", latency_median_ms=None)]
+    assert [r.id for r in pareto_front(rs)] == [4, 2, 1]
+
+
+def test_pareto_front_without_ap_uses_latency_and_size():
+    rs = [rec(id=1, latency_median_ms=10, model_size_bytes=100),
+          rec(id=2, latency_median_ms=5, model_size_bytes=200),
+          rec(id=3, latency_median_ms=6, model_size_bytes=300)]
+    assert [r.id for r in pareto_front(rs)] == [2, 1]
+
+
+def test_emulated_latencies_never_mix_with_real_ones():
+    rs = [rec(id=1, latency_median_ms=10), rec(id=2, latency_median_ms=1, emulated=True)]
+    assert [r.id for r in pareto_front(rs)] == [1]
+
+
+def test_best_under_constraints():
+    rs = [rec(id=1, latency_median_ms=10, ap=0.7), rec(id=2, latency_median_ms=5, ap=0.6),
+          rec(id=3, latency_median_ms=4, ap=0.5)]
+    assert best_under(rs, max_latency_ms=6).id == 2
+    assert best_under(rs, min_ap=0.55).id == 2
+    assert best_under(rs).id == 3
+    with pytest.raises(NoCandidate, match="fastest has 4.00 ms"):
+        best_under(rs, max_latency_ms=1)
+    with pytest.raises(NoCandidate, match="no candidate has a measured accuracy"):
+        best_under([rec()], min_ap=0.5)

@@ -1,0 +1,29 @@
+import time
+
+from tuner.executor import run_in_child
+
+CHILD = "tests.tuner.crashing_child"
+
+
+def test_child_result_and_progress(tmp_path):
+    lines = []
+    r = run_in_child({"do": "ok"}, 60, str(tmp_path / "c.log"), lines.append, module=CHILD)
+    assert r == {"status": "ok", "value": 42}
+    assert lines == ["started"]
+
+
+def test_segfault_becomes_a_failed_result(tmp_path):
+    r = run_in_child({"do": "segfault"}, 60, str(tmp_path / "c.log"), module=CHILD)
+    assert r["status"] == "failed" and "SIGSEGV" in r["error"]
+
+
+def test_timeout_kills_the_child(tmp_path):
+    t = time.time()
+    r = run_in_child({"do": "hang"}, 2, str(tmp_path / "c.log"), module=CHILD)
+    assert r["status"] == "failed" and "timed out after 2 s" in r["error"]
+    assert time.time() - t < 30
+
+
+def test_nonzero_exit_is_reported(tmp_path):
+    r = run_in_child({"do": "exit"}, 60, str(tmp_path / "c.log"), module=CHILD)
+    assert r["status"] == "failed" and "exited with code 3" in r["error"]
