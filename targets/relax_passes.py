@@ -3,9 +3,12 @@
 ``SubPixelConvTranspose``: TVM 0.27 lowers ``conv2d_transpose`` by zero-stuffing its
 input, so a stride-2 4x4 deconvolution (the SimpleBaseline head) does 4x the needed
 multiply-adds. Each output phase (y mod s, x mod s) of a transposed convolution is an
-ordinary correlation of the input with a sub-kernel; all phases share one window, so
-the whole layer is one dense ``conv2d`` with ``O*s*s`` output channels followed by a
-depth-to-space (reshape/transpose/reshape) and a crop. Only layers with a constant
+ordinary correlation of the input with a sub-kernel, so the layer becomes one ``conv2d``
+per phase (exactly the needed multiply-adds; one grouped conv over the phases' input
+windows when they all have the same kernel size), interleaved by a
+depth-to-space (reshape/transpose/reshape) and a crop. Where a phase has no kernel
+taps (kernel smaller than stride), all phases share one dense conv over a common window
+instead. Only layers with a constant
 weight, ``groups == 1``, dilation 1 and NCHW/IOHW layouts are rewritten; anything
 else is left as it was.
 """
@@ -75,6 +78,57 @@ class _SubPixelMutator(PyExprMutator):
         self.rewritten += 1
         return out
 
+    def _phase_convs(self, data, w, s, plans, in_shape, dtype):
+        """The phases' outputs concatenated on channels, in (phase, O) order.
+
+        When every phase has the same number of taps (kernel divisible by stride), the
+        input is padded once, each phase's window sliced out, and all phases run as one
+        grouped conv (one tuning task per layer). Otherwise one conv2d per phase. None
+        when a phase has no taps or needs negative padding (then the dense form is used).
+        """
+        (_, _, taps_h, ph_lo, ph_hi, qh), (_, _, taps_w, pw_lo, pw_hi, qw) = plans
+        sh, sw = s
+        if any(not t for t in taps_h) or any(not t for t in taps_w):
+            return None
+        phases = []
+        for ry in range(sh):
+            jy = sorted(taps_h[ry])
+            for rx in range(sw):
+                jx = sorted(taps_w[rx])
+                ty, tx = len(jy), len(jx)
+                top, left = ph_lo - jy[0][0], pw_lo - jx[0][0]
+                bottom = qh + ty - 1 - in_shape[2] - top
+                right = qw + tx - 1 - in_shape[3] - left
+                if min(top, left, bottom, right) < 0 or bottom > ph_hi or right > pw_hi:
+                    return None
+                wp = np.empty((w.shape[1], w.shape[0], ty, tx), dtype=w.dtype)
+                for a, (_, ky) in enumerate(jy):
+                    for b, (_, kx) in enumerate(jx):
+                        wp[:, :, a, b] = w[:, :, ky, kx].T
+                phases.append(((top, left, bottom, right), jy[0][0], jx[0][0], wp))
+        bb = self.builder_
+        if len({p[3].shape for p in phases}) == 1:
+            padded = bb.emit(relax.op.nn.pad(
+                data, [0, 0, 0, 0, ph_lo, ph_hi, pw_lo, pw_hi]))
+            ty, tx = phases[0][3].shape[2:]
+            windows = [
+                bb.emit(relax.op.strided_slice(
+                    padded, axes=[2, 3], begin=[y0, x0],
+                    end=[y0 + qh + ty - 1, x0 + qw + tx - 1]))
+                for _, y0, x0, _ in phases
+            ]
+            stacked = bb.emit(relax.op.concat(windows, axis=1))
+            weight = np.concatenate([p[3] for p in phases], axis=0)
+            return bb.emit(relax.op.nn.conv2d(
+                stacked, relax.const(weight), strides=1, padding=0, groups=len(phases),
+                out_dtype=dtype))
+        outs = [
+            bb.emit(relax.op.nn.conv2d(data, relax.const(wp), strides=1, padding=pads,
+                                       out_dtype=dtype))
+            for pads, _, _, wp in phases
+        ]
+        return bb.emit(relax.op.concat(outs, axis=1))
+
     def _rewrite(self, call: Call) -> Expr | None:
         data, weight = call.args
         attrs = call.attrs
@@ -101,26 +155,34 @@ class _SubPixelMutator(PyExprMutator):
         if plans[0] is None or plans[1] is None:
             return None
         (_, kwh, _, ph_lo, ph_hi, qh), (_, kww, _, pw_lo, pw_hi, qw) = plans
-        wc = subpixel_weight(w, (sh, sw), plans)
         bb = self.builder_
-        conv = bb.emit(
-            relax.op.nn.conv2d(
-                data,
-                relax.const(wc),
-                strides=1,
-                padding=(ph_lo, pw_lo, ph_hi, pw_hi),
-                out_dtype=str(call.ty.dtype),
+        dtype = str(call.ty.dtype)
+        conv = self._phase_convs(data, w, (sh, sw), plans, in_shape, dtype)
+        if conv is not None:
+            # exact sub-pixel convs: no multiply by a zero tap
+            order = [0, 3, 4, 1, 5, 2]  # (n, sh, sw, O, qh, qw) -> (n, O, qh, sh, qw, sw)
+            grouped = (in_shape[0], sh, sw, cout, qh, qw)
+        else:
+            wc = subpixel_weight(w, (sh, sw), plans)
+            conv = bb.emit(
+                relax.op.nn.conv2d(
+                    data, relax.const(wc), strides=1,
+                    padding=(ph_lo, pw_lo, ph_hi, pw_hi), out_dtype=dtype,
+                )
             )
-        )
-        conv_h = in_shape[2] + ph_lo + ph_hi - kwh + 1
-        conv_w = in_shape[3] + pw_lo + pw_hi - kww + 1
-        if conv_h < qh or conv_w < qw:
-            return None
-        if (conv_h, conv_w) != (qh, qw):
-            conv = bb.emit(relax.op.strided_slice(conv, axes=[2, 3], begin=[0, 0], end=[qh, qw]))
+            conv_h = in_shape[2] + ph_lo + ph_hi - kwh + 1
+            conv_w = in_shape[3] + pw_lo + pw_hi - kww + 1
+            if conv_h < qh or conv_w < qw:
+                return None
+            if (conv_h, conv_w) != (qh, qw):
+                conv = bb.emit(
+                    relax.op.strided_slice(conv, axes=[2, 3], begin=[0, 0], end=[qh, qw])
+                )
+            order = [0, 1, 4, 2, 5, 3]  # (n, O, sh, sw, qh, qw) -> (n, O, qh, sh, qw, sw)
+            grouped = (in_shape[0], cout, sh, sw, qh, qw)
+        x = bb.emit(relax.op.reshape(conv, grouped))
+        x = bb.emit(relax.op.permute_dims(x, order))
         n = in_shape[0]
-        x = bb.emit(relax.op.reshape(conv, (n, cout, sh, sw, qh, qw)))
-        x = bb.emit(relax.op.permute_dims(x, [0, 1, 4, 2, 5, 3]))
         x = relax.op.reshape(x, (n, cout, qh * sh, qw * sw))
         if (qh * sh, qw * sw) != (out_shape[2], out_shape[3]):
             x = bb.emit(x)
@@ -132,7 +194,7 @@ class _SubPixelMutator(PyExprMutator):
 
 @tvm.transform.module_pass(opt_level=0, name="SubPixelConvTranspose")
 class SubPixelConvTranspose:
-    """Rewrite constant-weight ``conv2d_transpose`` into dense conv2d + depth-to-space."""
+    """Rewrite constant-weight ``conv2d_transpose`` into sub-pixel conv2d + depth-to-space."""
 
     def __init__(self):
         self.rewritten = 0

@@ -8,7 +8,8 @@ tvm = pytest.importorskip("tvm")
 @pytest.mark.parametrize(
     "k,s,p,op,cin,cout,h,w",
     [(4, 2, 1, 0, 8, 6, 5, 7), (3, 2, 1, 1, 4, 5, 6, 4), (2, 2, 0, 0, 3, 4, 4, 4),
-     (4, 2, 0, 0, 3, 3, 3, 5), (5, 3, 2, 2, 2, 3, 4, 3)],
+     (4, 2, 0, 0, 3, 3, 3, 5), (5, 3, 2, 2, 2, 3, 4, 3),
+     (2, 3, 0, 1, 3, 2, 4, 3)],  # kernel < stride: the dense fallback
 )
 def test_subpixel_rewrite_matches_torch(tmp_path, k, s, p, op, cin, cout, h, w):
     from tvm import relax
