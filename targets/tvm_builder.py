@@ -165,6 +165,27 @@ def _save_budgets(work_dir: str, budgets: dict[str, int]) -> None:
     os.replace(tmp, os.path.join(work_dir, BUDGETS_FILE))
 
 
+def allocate_trials(flops: list[float], max_trials: int) -> list[int]:
+    """Split ``max_trials`` over tasks: a few each, the rest in proportion to FLOPs.
+
+    Every task gets ``min(4, max_trials // n)`` (at least 1); the remainder goes by each
+    task's share of the model's FLOPs (the deconvolution head of a SimpleBaseline model
+    holds ~80% of them). Budgets are rounded to powers of two so that tasks can be tuned
+    in a few groups of equal budget.
+    """
+    n = len(flops)
+    if n == 0:
+        return []
+    base = max(1, min(4, max_trials // n))
+    rest = max(0, max_trials - base * n)
+    total = sum(flops) or 1.0
+    out = []
+    for f in flops:
+        b = base + rest * f / total
+        out.append(1 << max(0, round(math.log2(max(1.0, b)))))
+    return out
+
+
 def tune(
     mod: tvm.IRModule,
     target: tvm.target.Target,
@@ -176,9 +197,13 @@ def tune(
 ) -> TuneStats:
     """Tune a prepared module with about ``max_trials`` trials over all its tasks.
 
-    Each task gets ``ceil(max_trials / n_tasks)`` trials (at least 1). A task whose
-    workload already has that many measured records in ``work_dir`` is reused as is.
+    Trials are allocated by :func:`allocate_trials`. A task whose workload already has
+    its budget of measured records in ``work_dir`` (or was tuned with that budget
+    before) is reused as is, so re-running a search, or tuning another candidate that
+    shares layers, costs only the new tasks.
     """
+    from tvm.s_tir.analysis import estimate_tir_flops
+
     t0 = time.time()
     db = open_database(work_dir)
     tasks = [
@@ -186,57 +211,58 @@ def tune(
         for t in ms.relax_integration.extract_tasks(mod, target)
         if not t.mod.attrs or not t.mod.attrs.get("tirx.is_scheduled", False)
     ]
-    per_task = max(1, math.ceil(max_trials / max(1, len(tasks))))
+    flops = [float(estimate_tir_flops(t.dispatched[0])) * t.weight for t in tasks]
+    alloc = allocate_trials(flops, max_trials)
     budgets = _load_budgets(work_dir)
-    # A task is done when it has per_task measured records, or was already tuned with
-    # that budget (small design spaces can run out of distinct candidates before it).
+    # A task is done when it has its budget of measured records, or was already tuned
+    # with that budget (small design spaces can run out of distinct candidates first).
     todo = [
-        t for t in tasks
-        if _measured_records(db, t.dispatched[0]) < per_task
-        and budgets.get(_task_key(t), 0) < per_task
+        (t, b) for t, b in zip(tasks, alloc)
+        if _measured_records(db, t.dispatched[0]) < b and budgets.get(_task_key(t), 0) < b
     ]
+    total = sum(b for _, b in todo)
     report(
-        f"tuning: {len(tasks)} tasks, {per_task} trials each; "
-        f"{len(tasks) - len(todo)} reused from {work_dir}"
+        f"tuning: {len(tasks)} tasks, {sum(alloc)} trials allotted "
+        f"({min(alloc) if alloc else 0}-{max(alloc) if alloc else 0} per task); "
+        f"{len(tasks) - len(todo)} tasks reused from {work_dir}"
     )
-    if not todo:
-        return TuneStats(len(tasks), 0, len(tasks), 0, 0, time.time() - t0)
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        extracted_tasks=todo,
-        work_dir=work_dir,
-        strategy=search_strategy(per_task),
-        seed=seed,
-        num_threads=target_cores(target),
-    )
-    total = per_task * len(todo)
     progress = _Progress(total, report, t0)
-    runner = ms.runner.LocalRunner(
-        timeout_sec=runner_timeout_s,
-        evaluator_config=ms.runner.EvaluatorConfig(
-            number=1, repeat=3, min_repeat_ms=40, enable_cpu_cache_flush=False
-        ),
-    )
-    ms.tune_tasks(
-        tasks=contexts,
-        task_weights=weights,
-        work_dir=work_dir,
-        max_trials_global=total,
-        max_trials_per_task=per_task,
-        num_trials_per_iter=min(64, per_task),
-        builder=InProcessBuilder(),
-        runner=runner,
-        database=db,
-        measure_callbacks=[
-            ms.measure_callback.AddToDatabase(),
-            ms.measure_callback.RemoveBuildArtifact(),
-            ms.measure_callback.UpdateCostModel(),
-            progress,
-        ],
-        task_scheduler="round-robin",
-    )
-    for t in todo:
-        budgets[_task_key(t)] = max(budgets.get(_task_key(t), 0), per_task)
-    _save_budgets(work_dir, budgets)
+    for per_task in sorted({b for _, b in todo}):
+        group = [t for t, b in todo if b == per_task]
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            extracted_tasks=group,
+            work_dir=work_dir,
+            strategy=search_strategy(per_task),
+            seed=seed,
+            num_threads=target_cores(target),
+        )
+        runner = ms.runner.LocalRunner(
+            timeout_sec=runner_timeout_s,
+            evaluator_config=ms.runner.EvaluatorConfig(
+                number=1, repeat=3, min_repeat_ms=40, enable_cpu_cache_flush=False
+            ),
+        )
+        ms.tune_tasks(
+            tasks=contexts,
+            task_weights=weights,
+            work_dir=work_dir,
+            max_trials_global=per_task * len(group),
+            max_trials_per_task=per_task,
+            num_trials_per_iter=min(64, per_task),
+            builder=InProcessBuilder(),
+            runner=runner,
+            database=db,
+            measure_callbacks=[
+                ms.measure_callback.AddToDatabase(),
+                ms.measure_callback.RemoveBuildArtifact(),
+                ms.measure_callback.UpdateCostModel(),
+                progress,
+            ],
+            task_scheduler="round-robin",
+        )
+        for t in group:
+            budgets[_task_key(t)] = max(budgets.get(_task_key(t), 0), per_task)
+        _save_budgets(work_dir, budgets)
     return TuneStats(
         len(tasks), len(todo), len(tasks) - len(todo), progress.done, progress.ok, time.time() - t0
     )

@@ -41,3 +41,15 @@ def test_tune_measures_trials_and_second_run_reuses_records(tiny_onnx, tmp_path)
     assert res.rel_err < 1e-4
     stats = vm.latency(x, budget_s=0.2, min_repeat=3)
     assert stats.runs >= 3 and 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms
+
+
+def test_allocate_trials_follows_flops_with_a_floor():
+    from targets.tvm_builder import allocate_trials
+
+    alloc = allocate_trials([100.0, 1.0, 1.0, 898.0], 256)
+    assert all(a >= 4 for a in alloc)
+    assert alloc[3] > alloc[0] > alloc[1] == alloc[2]
+    assert all(a & (a - 1) == 0 for a in alloc)  # powers of two
+    assert 128 <= sum(alloc) <= 512
+    assert allocate_trials([1.0] * 10, 3) == [1] * 10
+    assert allocate_trials([], 10) == []
