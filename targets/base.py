@@ -5,7 +5,8 @@ A target names one kind of hardware. It knows
 * its TVM target as a JSON dict (``tvm_target()``), usable as ``tvm.target.Target(d)``;
 * whether it can be used from this machine right now (``check_available()``), raising
   :class:`TargetUnavailable` with a message that says how to fix it;
-* how many threads a measurement uses.
+* how many threads a measurement uses;
+* which baselines (other inference stacks) its users would compare against.
 
 Targets hold no state about a search and never touch the database; the search loop
 (``tuner``) asks them questions and hands their answers to builders and runners.
@@ -34,6 +35,8 @@ class Target:
     name: str = ""
     description: str = ""
     remote: bool = False
+    #: names in :data:`targets.baselines.BASELINES` measured beside TVM on this target
+    baselines: tuple[str, ...] = ()
 
     def tvm_target(self) -> dict:
         """The TVM target as a JSON dict (TVM 0.27 rejects "llvm -mcpu=..." strings)."""
@@ -52,5 +55,6 @@ class Target:
             "name": self.name,
             "description": self.description,
             "remote": self.remote,
+            "baselines": list(self.baselines),
             "tvm_target": self.tvm_target(),
         }

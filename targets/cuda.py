@@ -20,6 +20,7 @@ def cuda_driver_present() -> bool:
 class CUDA(Target):
     name: str = "cuda"
     description: str = "NVIDIA GPU through CUDA (sm_90 by default), measured locally"
+    baselines: tuple[str, ...] = ("tensorrt-fp16", "tensorrt-int8")
     arch: str = "sm_90"
 
     def tvm_target(self) -> dict:

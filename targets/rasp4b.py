@@ -25,6 +25,7 @@ def tracker_from_env() -> str | None:
 class Rasp4B(Target):
     name: str = "rasp4b"
     description: str = "Raspberry Pi 4B, Cortex-A72 aarch64 NEON, 4 cores, over TVM RPC"
+    baselines: tuple[str, ...] = ("onnxruntime-fp32", "onnxruntime-int8")
     remote: bool = True
     rpc_key: str = "rasp4b"
     tracker: str | None = None

@@ -54,6 +54,8 @@ def host_mcpu() -> str:
 class X86VNNI(Target):
     name: str = "x86-vnni"
     description: str = "this machine's x86-64 CPU with AVX-512 VNNI (llvm, measured locally)"
+    baselines: tuple[str, ...] = ("onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32", "openvino-bf16",
+                                 "openvino-int8")
 
     def tvm_target(self) -> dict:
         return {"kind": "llvm", "mcpu": host_mcpu(), "num-cores": self.num_threads()}

@@ -43,12 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of timed runs per latency measurement (default: 10)")
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
     p.add_argument("--tracker", default=None, help="RPC tracker HOST:PORT for remote targets")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="do not measure the target's baselines (ONNX Runtime, OpenVINO, TensorRT)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = sub.add_parser("pareto", help="list the Pareto front of a target")
     _common(p)
     p.add_argument("--model", default=None, help="only this model name")
     p.add_argument("--all", action="store_true", help="list every candidate, marking the front")
+    p.add_argument("--no-baselines", action="store_true", help="TVM candidates only")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("best", help="the best configuration under constraints, as JSON")
@@ -57,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-latency-ms", type=float, default=None)
     p.add_argument("--min-ap", type=float, default=None)
     p.add_argument("--max-size-mb", type=float, default=None)
+    p.add_argument("--include-baselines", action="store_true",
+                   help="also consider baselines (default: TVM candidates only)")
+
+    p = sub.add_parser("compare", help="the best TVM point against each baseline")
+    _common(p)
+    p.add_argument("--model", default=None, help="only this model name")
+    p.add_argument("--ap-tolerance", type=float, default=0.01,
+                   help="matched accuracy: AP within this of the baseline's (default 0.01)")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("targets", help="list the known targets with their TVM target JSON")
     p.add_argument("--json", action="store_true")
@@ -95,7 +107,7 @@ def cmd_search(args) -> int:
         target=args.target, model=args.model, input_size=parse_input_size(args.input_size),
         space=_space(args), log_dir=args.log_dir, db_url=args.db, force=args.force,
         timeout_s=args.timeout, measure_budget_s=args.measure_budget, threads=args.threads,
-        tracker=args.tracker,
+        tracker=args.tracker, baselines=not args.no_baselines,
     )
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else \
         (lambda m: print(m, flush=True))
@@ -130,7 +142,8 @@ def cmd_pareto(args) -> int:
     from .report import table
 
     db = _open_db(args)
-    records = db.records(target=args.target, model_name=args.model)
+    records = db.records(target=args.target, model_name=args.model,
+                         backends=["tvm"] if args.no_baselines else None)
     if not records:
         raise UserError(f"no candidates for target {args.target} in the database; run `tuner search`")
     front = []
@@ -147,9 +160,23 @@ def cmd_best(args) -> int:
     from .pareto import best_under
 
     db = _open_db(args)
-    records = db.records(target=args.target, model_name=args.model)
+    records = db.records(target=args.target, model_name=args.model,
+                         backends=None if args.include_baselines else ["tvm"])
     rec = best_under(records, args.max_latency_ms, args.min_ap, args.max_size_mb)
     print(json.dumps(rec.as_dict(), indent=2))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare_table, compare_to_baselines
+
+    db = _open_db(args)
+    rows = compare_to_baselines(db.records(target=args.target, model_name=args.model),
+                                args.ap_tolerance)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        print(compare_table(rows))
     return 0
 
 
@@ -184,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     from .search import SearchError
 
     handlers = {"search": cmd_search, "pareto": cmd_pareto, "best": cmd_best,
-                "targets": cmd_targets, "models": cmd_models}
+                "targets": cmd_targets, "models": cmd_models, "compare": cmd_compare}
     try:
         return handlers[args.command](args)
     except (UserError, SearchSpaceError, TargetUnavailable, UnknownTarget, ModelError,

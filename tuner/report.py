@@ -33,7 +33,7 @@ def table(records: Sequence[CandidateRecord], front: Sequence[CandidateRecord] =
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     errors = [r for r in records if not r.ok and r.error]
     for r in errors:
-        lines.append(f"  #{r.id} failed: {r.error}")
+        lines.append(f"  #{r.id} {r.backend} {r.quant} {r.status}: {r.error}")
     return "\n".join(lines)
 
 

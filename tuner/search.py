@@ -47,6 +47,7 @@ class SearchConfig:
     measure_budget_s: float = 10.0
     threads: int | None = None
     tracker: str | None = None
+    baselines: bool = True
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,78 @@ def check_log_dir(path: str) -> None:
 def tuning_dir(log_dir: str, target_name: str, tvm_target: dict) -> str:
     digest = hashlib.sha256(json.dumps(tvm_target, sort_keys=True).encode()).hexdigest()[:8]
     return os.path.join(log_dir, "tuning", f"{target_name}-{digest}")
+
+
+def _record(key: dict, model: PreparedModel, result: dict, t0: float) -> CandidateRecord:
+    """A database record from a child's result dict (failed or not)."""
+    return CandidateRecord(
+        **key, model_name=model.name, status=result.get("status", "failed"),
+        error=result.get("error"), input_shape=model.input_shape_text,
+        latency_median_ms=result.get("latency_median_ms"),
+        latency_p90_ms=result.get("latency_p90_ms"),
+        latency_mean_ms=result.get("latency_mean_ms"),
+        latency_std_ms=result.get("latency_std_ms"), latency_runs=result.get("latency_runs"),
+        max_abs_err=result.get("max_abs_err"), rel_err=result.get("rel_err"),
+        model_size_bytes=result.get("model_size_bytes"), param_count=model.param_count,
+        flops=model.flops,
+        artifact_path=os.path.abspath(result["artifact_path"]) if result.get("artifact_path") else None,
+        tune_trials_run=result.get("tune_trials_run"), tune_seconds=result.get("tune_seconds"),
+        build_seconds=result.get("build_seconds"), wall_seconds=time.time() - t0,
+        tvm_version=result.get("tvm_version"), tuner_version=__version__, host=platform.node(),
+    )
+
+
+def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB, threads: int,
+                  say: Callable[[str], None], run_root: str, art_root: str) -> list[CandidateRecord]:
+    """Measure the target's baselines with the same harness; skipped ones keep their reason."""
+    import numpy as np
+
+    from targets.baselines import BaselineUnavailable, get_baseline
+
+    from .calibration import calibration_inputs
+
+    records = []
+    names = list(target.baselines)
+    calib_path = os.path.join(run_root, "calibration.npy")
+    for i, name in enumerate(names, 1):
+        bl = get_baseline(name)
+        head = f"[baseline {i}/{len(names)}] {name}"
+        key = dict(model_hash=model.model_hash, target=target.name, backend=bl.backend,
+                   prune_ratio=0.0, quant=bl.quant, schedule="vendor", trials=0)
+        old = db.find(**key)
+        if old is not None and not cfg.force:
+            say(f"{head}: reused from the database ({old.status})")
+            records.append(old)
+            continue
+        t0 = time.time()
+        try:
+            bl.check_available(target)
+        except BaselineUnavailable as exc:
+            say(f"{head}: skipped: {exc}")
+            records.append(db.upsert(_record(key, model, {"status": "skipped", "error": str(exc)}, t0)))
+            continue
+        if not os.path.exists(calib_path):
+            os.makedirs(run_root, exist_ok=True)
+            np.save(calib_path, calibration_inputs(model))
+        spec = {
+            "kind": "baseline", "baseline": name, "target": target.name,
+            "onnx_path": model.onnx_path, "input_shape": list(model.input_shape),
+            "work_dir": os.path.join(art_root, name), "calib_npy": calib_path,
+            "threads": threads, "measure_budget_s": cfg.measure_budget_s,
+        }
+        say(f"{head}: start")
+        result = run_in_child(
+            spec, cfg.timeout_s, os.path.join(run_root, f"{name}.log"),
+            on_progress=lambda m, h=head, t=t0: say(f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
+            threads=threads,
+        )
+        rec = db.upsert(_record(key, model, result, t0))
+        records.append(rec)
+        if rec.ok:
+            say(f"{head}: ok, median {rec.latency_median_ms:.2f} ms, p90 {rec.latency_p90_ms:.2f} ms")
+        else:
+            say(f"{head}: FAILED: {rec.error}")
+    return records
 
 
 def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
@@ -131,22 +204,7 @@ def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
             on_progress=lambda m, h=head, t=t0: say(f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
             threads=threads,
         )
-        rec = CandidateRecord(
-            **key, model_name=model.name, status=result.get("status", "failed"),
-            error=result.get("error"), input_shape=model.input_shape_text,
-            latency_median_ms=result.get("latency_median_ms"),
-            latency_p90_ms=result.get("latency_p90_ms"),
-            latency_mean_ms=result.get("latency_mean_ms"),
-            latency_std_ms=result.get("latency_std_ms"), latency_runs=result.get("latency_runs"),
-            max_abs_err=result.get("max_abs_err"), rel_err=result.get("rel_err"),
-            model_size_bytes=result.get("model_size_bytes"), param_count=model.param_count,
-            flops=model.flops, artifact_path=os.path.abspath(result["artifact_path"])
-            if result.get("artifact_path") else None,
-            tune_trials_run=result.get("tune_trials_run"), tune_seconds=result.get("tune_seconds"),
-            build_seconds=result.get("build_seconds"), wall_seconds=time.time() - t0,
-            tvm_version=result.get("tvm_version"), tuner_version=__version__,
-            host=platform.node(),
-        )
+        rec = _record(key, model, result, t0)
         rec = db.upsert(rec)
         records.append(rec)
         ran += 1
@@ -156,5 +214,7 @@ def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
                 f"({fmt_seconds(time.time() - t0)})")
         else:
             say(f"{head}: FAILED: {rec.error}")
+    if cfg.baselines:
+        records += run_baselines(cfg, target, model, db, threads, say, run_root, art_root)
     front = pareto_front(db.records(target=target.name, model_hash=model.model_hash))
     return SearchOutcome(model, records, front, ran, reused, time.time() - t_start)

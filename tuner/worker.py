@@ -80,6 +80,48 @@ def run_candidate(spec: dict, report) -> dict:
     return result
 
 
+def run_baseline(spec: dict, report) -> dict:
+    import numpy as np
+
+    from targets import get_target
+    from targets.baselines import get_baseline
+    from targets.check import compare, compare_approx
+    from targets.inputs import structured_input
+    from targets.onnxruntime_backend import ORTSession
+
+    t0 = time.time()
+    baseline = get_baseline(spec["baseline"])
+    baseline.check_available(get_target(spec["target"]))
+    report(f"preparing {baseline.name}")
+    calib = np.load(spec["calib_npy"]) if spec.get("calib_npy") else None
+    sess = baseline.prepare(spec["onnx_path"], spec["work_dir"], calib, int(spec["threads"]))
+    result: dict = {"build_seconds": time.time() - t0, "artifact_path": sess.artifact_path,
+                    "model_size_bytes": sess.size_bytes}
+    report("checking numerics against the FP32 reference")
+    ref = ORTSession(spec["onnx_path"])
+    shape = tuple(spec["input_shape"])
+    worst = None
+    for seed in (1, 2):
+        x = structured_input(shape, seed=seed)
+        if baseline.numerics == "exact":
+            chk = compare(sess.run(x), ref.run(x), rtol=spec.get("rtol", 2e-3))
+        else:
+            chk = compare_approx(sess.run(x), ref.run(x))
+        if worst is None or chk.rel_err > worst.rel_err:
+            worst = chk
+    result["max_abs_err"] = worst.max_abs_err
+    result["rel_err"] = worst.rel_err
+    report("measuring latency")
+    lat = sess.latency(structured_input(shape, seed=3), budget_s=spec.get("measure_budget_s", 10.0),
+                       min_repeat=spec.get("min_repeat", 5), max_repeat=spec.get("max_repeat", 50))
+    result.update(
+        latency_median_ms=lat.median_ms, latency_p90_ms=lat.p90_ms, latency_mean_ms=lat.mean_ms,
+        latency_std_ms=lat.std_ms, latency_runs=lat.runs, wall_seconds=time.time() - t0,
+        status="ok",
+    )
+    return result
+
+
 def main(argv: list[str]) -> int:
     spec_path, result_path = argv
     # Keep the real stdout for progress; route everything else (TVM logs) to stderr.
@@ -93,7 +135,10 @@ def main(argv: list[str]) -> int:
     with open(spec_path, encoding="utf-8") as f:
         spec = json.load(f)
     try:
-        result = run_candidate(spec, report)
+        if spec.get("kind") == "baseline":
+            result = run_baseline(spec, report)
+        else:
+            result = run_candidate(spec, report)
     except Exception as exc:  # noqa: BLE001 - failures are data
         traceback.print_exc()
         msg = f"{exc.__class__.__name__}: {exc}".strip()

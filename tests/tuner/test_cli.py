@@ -25,7 +25,7 @@ def db_rows(logs):
     con = sqlite3.connect(os.path.join(logs, "pareto.sqlite"))
     rows = con.execute("select schedule, trials, status, latency_median_ms, rel_err, "
                        "artifact_path, model_size_bytes, flops, param_count, tvm_version "
-                       "from candidates order by id").fetchall()
+                       "from candidates where backend='tvm' order by id").fetchall()
     con.close()
     return rows
 
@@ -46,14 +46,16 @@ def test_rerun_reuses_points_without_duplicates(searched, capsys):
                "--schedules", "default,metaschedule:8", *TINY])
     assert rc == 0
     out = capsys.readouterr().out
-    assert out.count("reused from the database") == 2
+    assert out.count("reused from the database") == 2 + 5  # TVM points + x86 baselines
     assert len(db_rows(searched)) == 2
 
 
 def test_pareto_json_and_best(searched, capsys):
     capsys.readouterr()
-    assert main(["pareto", "--target", "x86-vnni", "--log-dir", searched, "--json"]) == 0
+    assert main(["pareto", "--target", "x86-vnni", "--log-dir", searched, "--json",
+                 "--no-baselines"]) == 0
     front = json.loads(capsys.readouterr().out)
+    assert {r["backend"] for r in front} == {"tvm"}
     assert front and all(r["status"] == "ok" for r in front)
     fastest = min(front, key=lambda r: r["latency_median_ms"])
     assert main(["best", "--target", "x86-vnni", "--log-dir", searched,
@@ -136,10 +138,33 @@ def test_failed_candidate_is_recorded_and_search_continues(tmp_path, capsys):
     """A candidate that cannot finish in its timeout is stored as failed; the next runs."""
     logs = str(tmp_path / "logs")
     rc = main(["search", "--target", "x86-vnni", "--log-dir", logs, "--timeout", "1",
-               "--schedules", "default", *TINY])
+               "--schedules", "default", "--no-baselines", *TINY])
     assert rc == 1  # nothing succeeded
     (row,) = db_rows(logs)
     assert row[2] == "failed"
     con = sqlite3.connect(os.path.join(logs, "pareto.sqlite"))
     (err,) = con.execute("select error from candidates").fetchone()
     assert "timed out after 1 s" in err
+
+
+def test_baselines_are_stored_beside_tvm_and_compared(searched, capsys):
+    con = sqlite3.connect(os.path.join(searched, "pareto.sqlite"))
+    rows = con.execute("select backend, quant, schedule, status, error, latency_median_ms "
+                       "from candidates where backend != 'tvm' order by id").fetchall()
+    con.close()
+    assert [(b, q) for b, q, *_ in rows] == [
+        ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"),
+        ("openvino", "bf16"), ("openvino", "int8")]
+    for backend, quant, schedule, status, error, lat in rows:
+        assert schedule == "vendor"
+        assert (status == "ok" and lat > 0) or (status == "skipped" and error), (backend, quant)
+    capsys.readouterr()
+    assert main(["compare", "--target", "x86-vnni", "--log-dir", searched, "--json"]) == 0
+    cmp = json.loads(capsys.readouterr().out)
+    ort = next(c for c in cmp if c["baseline"] == "onnxruntime-fp32")
+    assert ort["latency_ratio"] == pytest.approx(ort["tvm_ms"] / ort["baseline_ms"])
+    assert ort["matched_by"].startswith("fp32 numerics")
+    assert main(["pareto", "--target", "x86-vnni", "--log-dir", searched, "--all"]) == 0
+    assert "openvino" in capsys.readouterr().out
+    assert main(["best", "--target", "x86-vnni", "--log-dir", searched]) == 0
+    assert json.loads(capsys.readouterr().out)["backend"] == "tvm"

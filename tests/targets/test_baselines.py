@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from targets import get_target
+from targets.baselines import BASELINES, BaselineUnavailable, get_baseline
+from targets.check import compare, compare_approx
+from targets.inputs import structured_input
+from targets.onnxruntime_backend import ORTSession
+
+
+def calib(n=8):
+    return np.concatenate([structured_input((1, 3, 32, 32), seed=100 + i) for i in range(n)])
+
+
+@pytest.mark.parametrize("name", ["onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32",
+                                  "openvino-int8", "openvino-bf16"])
+def test_cpu_baselines_run_and_agree_with_the_reference(name, tiny_onnx, tmp_path):
+    bl = get_baseline(name)
+    try:
+        bl.check_available(get_target("x86-vnni"))
+    except BaselineUnavailable as exc:
+        pytest.skip(str(exc))
+    sess = bl.prepare(tiny_onnx, str(tmp_path / name), calib(), threads=2)
+    x = structured_input((1, 3, 32, 32), seed=1)
+    ref = ORTSession(tiny_onnx).run(x)
+    out = sess.run(x)
+    if bl.numerics == "exact":
+        assert compare(out, ref).rel_err < 1e-3
+    else:
+        res = compare_approx(out, ref)
+        assert res.rel_err > 0  # really reduced precision, not the fp32 model again
+    assert sess.size_bytes > 0
+    stats = sess.latency(x, budget_s=0.1, min_repeat=3)
+    assert stats.runs >= 3 and stats.median_ms > 0
+
+
+def test_int8_models_are_really_quantized(tiny_onnx, tmp_path):
+    import onnx
+
+    sess = get_baseline("onnxruntime-int8").prepare(tiny_onnx, str(tmp_path), calib(), 2)
+    ops = {n.op_type for n in onnx.load(sess.artifact_path).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_unusable_baselines_say_why():
+    with pytest.raises(BaselineUnavailable, match="cuda target"):
+        get_baseline("tensorrt-fp16").check_available(get_target("x86-vnni"))
+    with pytest.raises(BaselineUnavailable, match="x86"):
+        get_baseline("openvino-fp32").check_available(get_target("rasp4b"))
+    with pytest.raises(BaselineUnavailable, match="remote runner"):
+        get_baseline("onnxruntime-fp32").check_available(get_target("rasp4b"))
+    from targets.cuda import cuda_driver_present
+
+    if not cuda_driver_present():
+        with pytest.raises(BaselineUnavailable, match="GPU"):
+            get_baseline("tensorrt-int8").check_available(get_target("cuda"))
+
+
+def test_every_target_baseline_is_registered():
+    from targets import list_targets
+
+    for t in list_targets():
+        for name in t.baselines:
+            assert name in BASELINES
