@@ -25,6 +25,7 @@ class CandidateRecord:
     status: str
     error: str | None = None
     input_shape: str | None = None
+    model_path: str | None = None  # the reference ONNX file the candidate was built from
     latency_median_ms: float | None = None
     latency_p90_ms: float | None = None
     latency_mean_ms: float | None = None
@@ -57,7 +58,9 @@ class CandidateRecord:
 
     @property
     def schedule_label(self) -> str:
-        return "default" if self.schedule == "default" else f"{self.schedule}:{self.trials}"
+        if self.schedule in ("default", "vendor"):
+            return self.schedule
+        return f"{self.schedule}:{self.trials}"
 
     def as_dict(self) -> dict:
         return asdict(self)

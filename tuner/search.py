@@ -80,6 +80,7 @@ def _record(key: dict, model: PreparedModel, result: dict, t0: float) -> Candida
     return CandidateRecord(
         **key, model_name=model.name, status=result.get("status", "failed"),
         error=result.get("error"), input_shape=model.input_shape_text,
+        model_path=model.onnx_path,
         latency_median_ms=result.get("latency_median_ms"),
         latency_p90_ms=result.get("latency_p90_ms"),
         latency_mean_ms=result.get("latency_mean_ms"),

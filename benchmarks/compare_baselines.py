@@ -1,0 +1,92 @@
+"""The best TVM point of a target against its baselines, timed side by side in one run.
+
+    .venv/bin/python benchmarks/compare_baselines.py --target x86-vnni
+
+Takes the fastest successful TVM candidate of the model from the Pareto database (run
+`tuner search` first), prepares every baseline of the target (ONNX Runtime FP32/INT8,
+OpenVINO FP32/BF16/INT8 on x86), checks each against the FP32 reference, then times all
+of them in interleaved rounds on the same input so that machine noise hits them alike,
+and prints medians and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--target", default="x86-vnni")
+    ap.add_argument("--model", default="mobilenetv2_deconv", help="model name in the database")
+    ap.add_argument("--log-dir", default="logs")
+    ap.add_argument("--db", default=None)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--budget", type=float, default=3.0, help="seconds per backend per round")
+    args = ap.parse_args()
+
+    import numpy as np
+
+    from targets import get_target
+    from targets.baselines import BaselineUnavailable, get_baseline
+    from targets.check import compare, compare_approx
+    from targets.inputs import structured_input
+    from targets.onnxruntime_backend import ORTSession
+    from targets.runner import LocalVM, time_callable
+    from tuner.calibration import calibration_inputs
+    from tuner.db import ParetoDB, default_url
+    from tuner.model_source import PreparedModel
+    from tuner.pareto import best_under
+
+    target = get_target(args.target)
+    db = ParetoDB(args.db or default_url(args.log_dir))
+    recs = db.records(target=target.name, model_name=args.model, backends=["tvm"])
+    best = best_under(recs)
+    onnx_path = best.model_path
+    shape = tuple(int(v) for v in best.input_shape.split("x"))
+    print(f"best TVM point: #{best.id} {best.quant} {best.schedule_label} "
+          f"({best.latency_median_ms:.2f} ms in its search); reference {onnx_path}", flush=True)
+    x = structured_input(shape, seed=3)
+    ref = ORTSession(onnx_path).run(x)
+    threads = target.num_threads()
+    runners = {}
+    vm = LocalVM(best.artifact_path)
+    compare(vm.run(x), ref)
+    runners[f"tvm {best.schedule_label}"] = vm.vm["main"], vm.tvm.runtime.tensor(x, vm.dev)
+    model = PreparedModel(args.model, "zoo", onnx_path, best.model_hash, shape, tuple(ref.shape),
+                          None, None, 0)
+    calib = calibration_inputs(model)
+    for name in target.baselines:
+        bl = get_baseline(name)
+        try:
+            bl.check_available(target)
+        except BaselineUnavailable as exc:
+            print(f"{name}: skipped: {exc}", flush=True)
+            continue
+        sess = bl.prepare(onnx_path, os.path.join(args.log_dir, "benchmarks", name), calib, threads)
+        (compare if bl.numerics == "exact" else compare_approx)(sess.run(x), ref)
+        runners[name] = sess._call, x
+        print(f"{name}: prepared and checked", flush=True)
+
+    samples = {name: [] for name in runners}
+    for r in range(args.rounds):
+        for name, (fn, arg) in runners.items():
+            s = time_callable(lambda: fn(arg), warmup=2, min_repeat=3, budget_s=args.budget)
+            samples[name].append(s.median_ms)
+        print(f"round {r + 1}/{args.rounds} done", flush=True)
+    # the median over rounds of each round's median; min-max shows the spread
+    med = {name: float(np.median(v)) for name, v in samples.items()}
+    tvm_name = next(iter(runners))
+    print("\n| backend | median ms (rounds min-max) | backend / TVM latency |")
+    print("|---|---|---|")
+    for name in sorted(med, key=med.get):
+        print(f"| {name} | {med[name]:.2f} ({min(samples[name]):.2f}-{max(samples[name]):.2f}) "
+              f"| {med[name] / med[tvm_name]:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
