@@ -45,6 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracker", default=None, help="RPC tracker HOST:PORT for remote targets")
     p.add_argument("--no-baselines", action="store_true",
                    help="do not measure the target's baselines (ONNX Runtime, OpenVINO, TensorRT)")
+    g = p.add_argument_group("accuracy (COCO OKS AP and PCK of every compiled candidate)")
+    g.add_argument("--no-accuracy", action="store_true", help="measure latency only")
+    g.add_argument("--coco-ann", default=None,
+                   help="COCO person_keypoints JSON to evaluate on (default: the built-in "
+                        "synthetic val split)")
+    g.add_argument("--coco-images", default=None, help="the images folder of --coco-ann")
+    g.add_argument("--max-people", type=int, default=None, help="evaluate on at most N people")
+    g.add_argument("--val-images", type=int, default=100,
+                   help="images in the synthetic val split (default 100)")
+    g.add_argument("--flip-test", action="store_true", help="average with the flipped image")
+    g.add_argument("--mean", default=None,
+                   help="input normalisation mean per channel, e.g. 0.485,0.456,0.406 (default: ImageNet)")
+    g.add_argument("--std", default=None, help="input normalisation std per channel (default: ImageNet)")
+    g.add_argument("--bgr", action="store_true", help="the model takes BGR (default RGB)")
+    g.add_argument("--pixel-range", type=int, choices=(1, 255), default=1,
+                   help="scale of pixels before mean/std: 1 (0-1, default) or 255 (0-255)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = sub.add_parser("pareto", help="list the Pareto front of a target")
@@ -98,6 +114,46 @@ def _space(args):
     return SearchSpace(prune_ratios=prune, quant_modes=quant, schedules=tuple(schedules))
 
 
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"bad {flag} {text!r}: write three numbers like 0.485,0.456,0.406") from None
+    if len(vals) != 3:
+        raise UserError(f"bad {flag} {text!r}: give one value per channel (3)")
+    return vals
+
+
+def _accuracy(args):
+    if args.no_accuracy:
+        return None
+    from .accuracy.benchmark import Preprocess, coco, synthetic_val
+
+    pre = Preprocess()
+    pre = Preprocess(
+        mean=_floats(args.mean, "--mean") if args.mean else pre.mean,
+        std=_floats(args.std, "--std") if args.std else pre.std,
+        rgb=not args.bgr, scale01=args.pixel_range == 1,
+    )
+    if (args.coco_ann is None) != (args.coco_images is None):
+        raise UserError("--coco-ann and --coco-images go together")
+    if args.max_people is not None and args.max_people <= 0:
+        raise UserError(f"--max-people must be > 0, got {args.max_people}")
+    try:
+        if args.coco_ann:
+            return coco(args.coco_ann, args.coco_images, args.max_people,
+                        flip_test=args.flip_test, preprocess=pre)
+        if args.val_images <= 0:
+            raise UserError(f"--val-images must be > 0, got {args.val_images}")
+        from .search import check_log_dir
+
+        check_log_dir(args.log_dir)
+        return synthetic_val(args.log_dir, args.val_images, max_people=args.max_people,
+                             flip_test=args.flip_test, preprocess=pre)
+    except (ValueError, OSError) as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
+
+
 def cmd_search(args) -> int:
     from .model_source import parse_input_size
     from .report import fmt_seconds, table
@@ -107,7 +163,7 @@ def cmd_search(args) -> int:
         target=args.target, model=args.model, input_size=parse_input_size(args.input_size),
         space=_space(args), log_dir=args.log_dir, db_url=args.db, force=args.force,
         timeout_s=args.timeout, measure_budget_s=args.measure_budget, threads=args.threads,
-        tracker=args.tracker, baselines=not args.no_baselines,
+        tracker=args.tracker, baselines=not args.no_baselines, accuracy=_accuracy(args),
     )
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else \
         (lambda m: print(m, flush=True))

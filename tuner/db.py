@@ -67,7 +67,8 @@ class ParetoDB:
             "schedule": sa.String(32), "trials": sa.Integer, "status": sa.String(16),
             "error": sa.Text, "input_shape": sa.String(64), "latency_runs": sa.Integer,
             "model_size_bytes": sa.BigInteger, "param_count": sa.BigInteger,
-            "artifact_path": sa.Text, "model_path": sa.Text, "emulated": sa.Boolean, "tune_trials_run": sa.Integer,
+            "artifact_path": sa.Text, "model_path": sa.Text,
+            "accuracy_dataset": sa.String(200), "accuracy_people": sa.Integer, "emulated": sa.Boolean, "tune_trials_run": sa.Integer,
             "tvm_version": sa.String(64), "tuner_version": sa.String(64), "host": sa.String(128),
             "created_at": sa.String(40), "updated_at": sa.String(40),
         }

@@ -33,7 +33,11 @@ class CandidateRecord:
     latency_runs: int | None = None
     ap: float | None = None
     ap50: float | None = None
+    ap75: float | None = None
+    ar: float | None = None
     pck: float | None = None
+    accuracy_dataset: str | None = None  # which data AP/PCK were measured on
+    accuracy_people: int | None = None
     max_abs_err: float | None = None
     rel_err: float | None = None
     model_size_bytes: int | None = None

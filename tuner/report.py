@@ -16,13 +16,13 @@ def _fmt(v, spec: str = "") -> str:
 def table(records: Sequence[CandidateRecord], front: Sequence[CandidateRecord] = ()) -> str:
     front_ids = {r.id for r in front}
     headers = ["id", "model", "backend", "prune", "quant", "schedule", "status", "median ms",
-               "p90 ms", "AP", "size MB", "rel err", "front"]
+               "p90 ms", "AP", "PCK", "size MB", "rel err", "front"]
     rows = []
     for r in records:
         rows.append([
             _fmt(r.id), r.model_name, r.backend, f"{r.prune_ratio:.2f}", r.quant,
             r.schedule_label, r.status,
-            _fmt(r.latency_median_ms, ".2f"), _fmt(r.latency_p90_ms, ".2f"), _fmt(r.ap, ".3f"),
+            _fmt(r.latency_median_ms, ".2f"), _fmt(r.latency_p90_ms, ".2f"), _fmt(r.ap, ".3f"), _fmt(r.pck, ".3f"),
             _fmt(r.model_size_bytes / 1e6 if r.model_size_bytes else None, ".2f"),
             _fmt(r.rel_err, ".1e"), "*" if r.id in front_ids else "",
         ])

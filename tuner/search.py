@@ -15,6 +15,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from search_space import SearchSpace
 from targets import get_target
@@ -26,6 +27,9 @@ from .model_source import PreparedModel, prepare_model
 from .pareto import pareto_front
 from .records import CandidateRecord
 from .report import fmt_seconds
+
+if TYPE_CHECKING:
+    from .accuracy.benchmark import AccuracySpec
 
 DEFAULT_SPACE = SearchSpace(schedules=(("default", 0), ("metaschedule", 64)))
 
@@ -48,6 +52,8 @@ class SearchConfig:
     threads: int | None = None
     tracker: str | None = None
     baselines: bool = True
+    #: data accuracy is measured on (None: latency only)
+    accuracy: "AccuracySpec | None" = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,10 @@ def _record(key: dict, model: PreparedModel, result: dict, t0: float) -> Candida
         latency_mean_ms=result.get("latency_mean_ms"),
         latency_std_ms=result.get("latency_std_ms"), latency_runs=result.get("latency_runs"),
         max_abs_err=result.get("max_abs_err"), rel_err=result.get("rel_err"),
+        ap=result.get("ap"), ap50=result.get("ap50"), ap75=result.get("ap75"),
+        ar=result.get("ar"), pck=result.get("pck"),
+        accuracy_dataset=result.get("accuracy_dataset"),
+        accuracy_people=result.get("accuracy_people"),
         model_size_bytes=result.get("model_size_bytes"), param_count=model.param_count,
         flops=model.flops,
         artifact_path=os.path.abspath(result["artifact_path"]) if result.get("artifact_path") else None,
@@ -113,7 +123,9 @@ def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB,
         key = dict(model_hash=model.model_hash, target=target.name, backend=bl.backend,
                    prune_ratio=0.0, quant=bl.quant, schedule="vendor", trials=0)
         old = db.find(**key)
-        if old is not None and not cfg.force:
+        if old is not None and not cfg.force and (
+                cfg.accuracy is None or old.status != "ok"
+                or old.accuracy_dataset == cfg.accuracy.identity):
             say(f"{head}: reused from the database ({old.status})")
             records.append(old)
             continue
@@ -132,6 +144,7 @@ def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB,
             "onnx_path": model.onnx_path, "input_shape": list(model.input_shape),
             "work_dir": os.path.join(art_root, name), "calib_npy": calib_path,
             "threads": threads, "measure_budget_s": cfg.measure_budget_s,
+            "accuracy": cfg.accuracy.as_dict() if cfg.accuracy else None,
         }
         say(f"{head}: start")
         result = run_in_child(
@@ -146,6 +159,53 @@ def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB,
         else:
             say(f"{head}: FAILED: {rec.error}")
     return records
+
+
+def accuracy_pass(cfg: SearchConfig, model: PreparedModel, db: ParetoDB,
+                  records: list[CandidateRecord], threads: int, say: Callable[[str], None],
+                  run_root: str) -> list[CandidateRecord]:
+    """Measure AP/PCK once per (pruning, quantization) variant on its fastest TVM build and
+    give it to every schedule point of that variant: schedules change speed, not
+    predictions (the numerical check guards that). A failed evaluation fails the variant's
+    points with the reason."""
+    from dataclasses import replace
+
+    ident = cfg.accuracy.identity
+    groups: dict[tuple, list[CandidateRecord]] = {}
+    for r in records:
+        if r.ok and r.backend == "tvm":
+            groups.setdefault((r.prune_ratio, r.quant), []).append(r)
+    updated = {}
+    for (prune, quant), recs in groups.items():
+        if not cfg.force and all(r.accuracy_dataset == ident and r.ap is not None for r in recs):
+            continue
+        done = next((r for r in recs if r.accuracy_dataset == ident and r.ap is not None), None)
+        head = f"[accuracy] p{prune:.2f}-{quant}"
+        if done is not None and not cfg.force:
+            result = {k: getattr(done, k) for k in ("ap", "ap50", "ap75", "ar", "pck",
+                                                    "accuracy_dataset", "accuracy_people")}
+        else:
+            fastest = min(recs, key=lambda r: r.latency_median_ms)
+            say(f"{head}: evaluating {fastest.schedule_label} build on {ident}")
+            t0 = time.time()
+            result = run_in_child(
+                {"kind": "accuracy", "artifact_path": fastest.artifact_path,
+                 "input_shape": list(model.input_shape), "accuracy": cfg.accuracy.as_dict()},
+                cfg.timeout_s, os.path.join(run_root, f"accuracy-p{prune:.2f}-{quant}.log"),
+                on_progress=lambda m, h=head: say(f"{h}: {m}"), threads=threads)
+            if result.get("status") == "ok":
+                say(f"{head}: AP {result['ap']:.3f}, PCK {result['pck']:.3f} "
+                    f"({result['accuracy_people']} people, {fmt_seconds(time.time() - t0)})")
+            else:
+                say(f"{head}: FAILED: {result.get('error')}")
+        for r in recs:
+            if result.get("status", "ok") == "ok":
+                new = replace(r, **{k: result[k] for k in ("ap", "ap50", "ap75", "ar", "pck",
+                                                           "accuracy_dataset", "accuracy_people")})
+            else:
+                new = replace(r, status="failed", error=result.get("error"))
+            updated[r.id] = db.upsert(new)
+    return [updated.get(r.id, r) for r in records]
 
 
 def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
@@ -215,6 +275,8 @@ def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
                 f"({fmt_seconds(time.time() - t0)})")
         else:
             say(f"{head}: FAILED: {rec.error}")
+    if cfg.accuracy is not None:
+        records = accuracy_pass(cfg, model, db, records, threads, say, run_root)
     if cfg.baselines:
         records += run_baselines(cfg, target, model, db, threads, say, run_root, art_root)
     front = pareto_front(db.records(target=target.name, model_hash=model.model_hash))

@@ -116,9 +116,32 @@ def run_baseline(spec: dict, report) -> dict:
                        min_repeat=spec.get("min_repeat", 5), max_repeat=spec.get("max_repeat", 50))
     result.update(
         latency_median_ms=lat.median_ms, latency_p90_ms=lat.p90_ms, latency_mean_ms=lat.mean_ms,
-        latency_std_ms=lat.std_ms, latency_runs=lat.runs, wall_seconds=time.time() - t0,
-        status="ok",
+        latency_std_ms=lat.std_ms, latency_runs=lat.runs,
     )
+    if spec.get("accuracy"):
+        result.update(run_accuracy_on(sess.run, spec, report))
+    result.update(wall_seconds=time.time() - t0, status="ok")
+    return result
+
+
+def run_accuracy_on(predict, spec: dict, report) -> dict:
+    from tuner.accuracy.benchmark import AccuracySpec, measure
+
+    acc = AccuracySpec.from_dict(spec["accuracy"])
+    report(f"measuring accuracy on {acc.identity}")
+    try:
+        return measure(predict, acc, tuple(spec["input_shape"][2:]))
+    except ValueError as exc:
+        raise ValueError(f"accuracy: {exc}") from None
+
+
+def run_accuracy(spec: dict, report) -> dict:
+    """Accuracy of an already built TVM artifact (host build)."""
+    from targets.runner import LocalVM
+
+    vm = LocalVM(spec["artifact_path"])
+    result = run_accuracy_on(vm.run, spec, report)
+    result["status"] = "ok"
     return result
 
 
@@ -137,6 +160,8 @@ def main(argv: list[str]) -> int:
     try:
         if spec.get("kind") == "baseline":
             result = run_baseline(spec, report)
+        elif spec.get("kind") == "accuracy":
+            result = run_accuracy(spec, report)
         else:
             result = run_candidate(spec, report)
     except Exception as exc:  # noqa: BLE001 - failures are data

@@ -9,7 +9,10 @@ import pytest
 
 from tuner.cli import main
 
-TINY = ["--model", "shufflenetv2_fpn", "--input-size", "64x64", "--measure-budget", "0.5"]
+TINY = ["--model", "shufflenetv2_fpn", "--input-size", "64x64", "--measure-budget", "0.5",
+        "--val-images", "8"]
+COCO_SAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
+                           "coco-sample")
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +68,8 @@ def test_pareto_json_and_best(searched, capsys):
     assert main(["best", "--target", "x86-vnni", "--log-dir", searched,
                  "--max-latency-ms", "0.000001"]) == 2
     assert "no candidate meets the constraints" in capsys.readouterr().err
-    assert main(["best", "--target", "x86-vnni", "--log-dir", searched, "--min-ap", "0.5"]) == 2
-    assert "accuracy" in capsys.readouterr().err
+    assert main(["best", "--target", "x86-vnni", "--log-dir", searched, "--min-ap", "1.01"]) == 2
+    assert "AP" in capsys.readouterr().err
 
 
 def test_targets_lists_json(capsys):
@@ -163,8 +166,45 @@ def test_baselines_are_stored_beside_tvm_and_compared(searched, capsys):
     cmp = json.loads(capsys.readouterr().out)
     ort = next(c for c in cmp if c["baseline"] == "onnxruntime-fp32")
     assert ort["latency_ratio"] == pytest.approx(ort["tvm_ms"] / ort["baseline_ms"])
-    assert ort["matched_by"].startswith("fp32 numerics")
+    assert ort["matched_by"] == "AP within 0.01"
     assert main(["pareto", "--target", "x86-vnni", "--log-dir", searched, "--all"]) == 0
     assert "openvino" in capsys.readouterr().out
     assert main(["best", "--target", "x86-vnni", "--log-dir", searched]) == 0
     assert json.loads(capsys.readouterr().out)["backend"] == "tvm"
+
+
+def test_accuracy_is_measured_once_per_variant_and_shared(searched):
+    con = sqlite3.connect(os.path.join(searched, "pareto.sqlite"))
+    rows = con.execute("select backend, quant, ap, pck, accuracy_dataset, accuracy_people "
+                       "from candidates where status='ok'").fetchall()
+    con.close()
+    for backend, quant, ap, pck, ds, n in rows:
+        assert ap is not None and 0 <= ap <= 1 and 0 <= pck <= 1, (backend, quant)
+        assert ds == "synthetic-val:seed2:n8" and n > 0
+    tvm = [r for r in rows if r[0] == "tvm"]
+    assert len(tvm) == 2 and tvm[0][2:4] == tvm[1][2:4]  # one evaluation, shared by schedules
+
+
+@pytest.mark.skipif(not os.path.isdir(COCO_SAMPLE), reason="shared COCO sample not present")
+def test_real_coco_sample_and_its_errors(searched, tmp_path, capsys):
+    ann = os.path.join(COCO_SAMPLE, "person_keypoints.json")
+    imgs = os.path.join(COCO_SAMPLE, "images")
+    rc = main(["search", "--target", "x86-vnni", "--log-dir", searched, "--schedules",
+               "metaschedule:8", "--no-baselines", "--coco-ann", ann, "--coco-images", imgs,
+               "--max-people", "6", *TINY[:-2]])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "reused from the database" in out and "[accuracy]" in out
+    con = sqlite3.connect(os.path.join(searched, "pareto.sqlite"))
+    (ds, n, ap) = con.execute("select accuracy_dataset, accuracy_people, ap from candidates "
+                              "where backend='tvm' and trials=8").fetchone()
+    con.close()
+    assert ds.startswith("coco:person_keypoints.json:") and 0 < n <= 6 and ap is not None
+    bad = tmp_path / "det.json"
+    bad.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    err = _err(capsys, ["search", "--target", "x86-vnni", "--log-dir", str(tmp_path / "l"),
+                        "--coco-ann", str(bad), "--coco-images", imgs, *TINY[:-2]])
+    assert "keypoint" in err.lower()
+    err = _err(capsys, ["search", "--target", "x86-vnni", "--log-dir", str(tmp_path / "l"),
+                        "--coco-ann", ann, "--coco-images", str(tmp_path / "none"), *TINY[:-2]])
+    assert "images" in err.lower()
