@@ -18,12 +18,8 @@ class CheckResult:
     ref_spatial_std: float  # mean over channels of the reference's spatial std / its scale
 
 
-def compare(out: np.ndarray, ref: np.ndarray, rtol: float = 1e-3) -> CheckResult:
-    """Raise :class:`NumericalMismatch` unless ``out`` matches ``ref`` to ``rtol``.
-
-    Also refuses a reference that does not vary over space: agreeing with a constant
-    proves nothing about the kernels.
-    """
+def _errors(out: np.ndarray, ref: np.ndarray) -> CheckResult:
+    """Shape and finiteness checks, then the error figures (raises on the former)."""
     if out.shape != ref.shape:
         raise NumericalMismatch(f"output shape {out.shape} differs from reference {ref.shape}")
     if not np.all(np.isfinite(out)):
@@ -31,8 +27,18 @@ def compare(out: np.ndarray, ref: np.ndarray, rtol: float = 1e-3) -> CheckResult
     scale = float(np.abs(ref).max()) or 1.0
     err = float(np.abs(out.astype(np.float64) - ref.astype(np.float64)).max())
     flat = ref.reshape(ref.shape[0] * ref.shape[1], -1) if ref.ndim >= 3 else ref.reshape(1, -1)
-    spatial = float(flat.std(axis=1).mean() / scale)
-    res = CheckResult(err, err / scale, spatial)
+    return CheckResult(err, err / scale, float(flat.std(axis=1).mean() / scale))
+
+
+def compare(out: np.ndarray, ref: np.ndarray, rtol: float = 1e-3) -> CheckResult:
+    """Raise :class:`NumericalMismatch` unless ``out`` matches ``ref`` to ``rtol``.
+
+    Also refuses a reference that does not vary over space: agreeing with a constant
+    proves nothing about the kernels.
+    """
+    res = _errors(out, ref)
+    spatial = res.ref_spatial_std
+    err = res.max_abs_err
     if spatial < 1e-4:
         raise NumericalMismatch(
             f"reference heatmaps are constant over space (relative std {spatial:.1e}); "
@@ -54,15 +60,8 @@ def compare_approx(out: np.ndarray, ref: np.ndarray, min_corr: float = 0.75,
     its range. Untrained random-weight models amplify int8 rounding through every layer
     (correlation ~0.85 seen on a 64x64 ShuffleNet); accuracy (AP), not this check,
     judges how much a trained model loses."""
-    if out.shape != ref.shape:
-        raise NumericalMismatch(f"output shape {out.shape} differs from reference {ref.shape}")
-    if not np.all(np.isfinite(out)):
-        raise NumericalMismatch("output contains NaN or Inf")
-    scale = float(np.abs(ref).max()) or 1.0
-    err = float(np.abs(out.astype(np.float64) - ref.astype(np.float64)).max())
+    res = _errors(out, ref)
     corr = float(np.corrcoef(out.ravel().astype(np.float64), ref.ravel().astype(np.float64))[0, 1])
-    flat = ref.reshape(ref.shape[0] * ref.shape[1], -1) if ref.ndim >= 3 else ref.reshape(1, -1)
-    res = CheckResult(err, err / scale, float(flat.std(axis=1).mean() / scale))
     if not corr >= min_corr or res.rel_err > max_rel:
         raise NumericalMismatch(
             f"reduced-precision output strays from the reference: correlation {corr:.3f} "

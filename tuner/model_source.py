@@ -48,7 +48,8 @@ def parse_input_size(text: str | None) -> tuple[int, int] | None:
     return h, w
 
 
-def _file_hash(path: str) -> str:
+def file_hash(path: str) -> str:
+    """The model identity: first 16 hex chars of the sha256 of the file's bytes."""
     import hashlib
 
     h = hashlib.sha256()
@@ -110,7 +111,7 @@ def _from_onnx(path: str) -> PreparedModel:
         ) from None
     in_shape, out_shape = _check_heatmap_output(path, path)
     name = os.path.splitext(os.path.basename(path))[0]
-    return PreparedModel(name, "onnx", os.path.abspath(path), _file_hash(path), in_shape,
+    return PreparedModel(name, "onnx", os.path.abspath(path), file_hash(path), in_shape,
                          out_shape, _onnx_params(path), None, os.path.getsize(path))
 
 
@@ -125,7 +126,7 @@ def _from_torch(module, name: str, source: str, input_size, out_dir: str) -> Pre
         raise ModelError(f"cannot export {name} to ONNX: {str(exc).splitlines()[0]}") from None
     in_shape, out_shape = _check_heatmap_output(path, name)
     flops = float(count_flops(module, (h, w)))
-    return PreparedModel(name, source, os.path.abspath(path), _file_hash(path), in_shape,
+    return PreparedModel(name, source, os.path.abspath(path), file_hash(path), in_shape,
                          out_shape, count_params(module), flops, os.path.getsize(path))
 
 

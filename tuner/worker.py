@@ -16,14 +16,40 @@ import time
 import traceback
 
 
-def run_candidate(spec: dict, report) -> dict:
-    import tvm
-    from tvm import relax  # noqa: F401
-
-    from targets import tvm_builder
-    from targets.check import compare
+def check_and_time(run, latency, numerics: str, spec: dict, report) -> dict:
+    """Check ``run`` against the ONNX Runtime FP32 reference on two structured inputs
+    (``exact`` or ``approx``), then time ``latency`` on a third: the same for every
+    backend, so their numbers compare."""
+    from targets.check import compare, compare_approx
     from targets.inputs import structured_input
     from targets.onnxruntime_backend import ORTSession
+
+    report("checking numerics against the ONNX Runtime FP32 reference")
+    ref = ORTSession(spec["onnx_path"])
+    shape = tuple(spec["input_shape"])
+    worst = None
+    for seed in (1, 2):
+        x = structured_input(shape, seed=seed)
+        if numerics == "exact":
+            chk = compare(run(x), ref.run(x), rtol=spec.get("rtol", 2e-3))
+        else:
+            chk = compare_approx(run(x), ref.run(x))
+        if worst is None or chk.rel_err > worst.rel_err:
+            worst = chk
+    report("measuring latency")
+    lat = latency(structured_input(shape, seed=3), budget_s=spec.get("measure_budget_s", 10.0),
+                  min_repeat=spec.get("min_repeat", 5), max_repeat=spec.get("max_repeat", 50))
+    return dict(
+        max_abs_err=worst.max_abs_err, rel_err=worst.rel_err,
+        latency_median_ms=lat.median_ms, latency_p90_ms=lat.p90_ms, latency_mean_ms=lat.mean_ms,
+        latency_std_ms=lat.std_ms, latency_runs=lat.runs,
+    )
+
+
+def run_candidate(spec: dict, report) -> dict:
+    import tvm
+
+    from targets import tvm_builder
     from targets.runner import LocalVM
 
     t0 = time.time()
@@ -55,26 +81,10 @@ def run_candidate(spec: dict, report) -> dict:
     result["artifact_path"] = spec["artifact_path"]
     result["model_size_bytes"] = os.path.getsize(spec["artifact_path"])
 
-    report("checking numerics against ONNX Runtime")
     vm = LocalVM(spec["artifact_path"])
-    ref = ORTSession(spec["onnx_path"])
-    shape = tuple(spec["input_shape"])
-    worst = None
-    for seed in (1, 2):
-        x = structured_input(shape, seed=seed)
-        chk = compare(vm.run(x), ref.run(x), rtol=spec.get("rtol", 2e-3))
-        if worst is None or chk.rel_err > worst.rel_err:
-            worst = chk
-    result["max_abs_err"] = worst.max_abs_err
-    result["rel_err"] = worst.rel_err
-
-    report("measuring latency")
-    lat = vm.latency(structured_input(shape, seed=3), budget_s=spec.get("measure_budget_s", 10.0),
-                     min_repeat=spec.get("min_repeat", 5), max_repeat=spec.get("max_repeat", 50))
-    result.update(
-        latency_median_ms=lat.median_ms, latency_p90_ms=lat.p90_ms, latency_mean_ms=lat.mean_ms,
-        latency_std_ms=lat.std_ms, latency_runs=lat.runs,
-    )
+    result.update(check_and_time(vm.run, vm.latency, "exact", spec, report))
+    if spec.get("accuracy"):
+        result.update(run_accuracy_on(vm.run, spec, report))
     result["wall_seconds"] = time.time() - t0
     result["status"] = "ok"
     return result
@@ -85,9 +95,6 @@ def run_baseline(spec: dict, report) -> dict:
 
     from targets import get_target
     from targets.baselines import get_baseline
-    from targets.check import compare, compare_approx
-    from targets.inputs import structured_input
-    from targets.onnxruntime_backend import ORTSession
 
     t0 = time.time()
     baseline = get_baseline(spec["baseline"])
@@ -97,27 +104,7 @@ def run_baseline(spec: dict, report) -> dict:
     sess = baseline.prepare(spec["onnx_path"], spec["work_dir"], calib, int(spec["threads"]))
     result: dict = {"build_seconds": time.time() - t0, "artifact_path": sess.artifact_path,
                     "model_size_bytes": sess.size_bytes}
-    report("checking numerics against the FP32 reference")
-    ref = ORTSession(spec["onnx_path"])
-    shape = tuple(spec["input_shape"])
-    worst = None
-    for seed in (1, 2):
-        x = structured_input(shape, seed=seed)
-        if baseline.numerics == "exact":
-            chk = compare(sess.run(x), ref.run(x), rtol=spec.get("rtol", 2e-3))
-        else:
-            chk = compare_approx(sess.run(x), ref.run(x))
-        if worst is None or chk.rel_err > worst.rel_err:
-            worst = chk
-    result["max_abs_err"] = worst.max_abs_err
-    result["rel_err"] = worst.rel_err
-    report("measuring latency")
-    lat = sess.latency(structured_input(shape, seed=3), budget_s=spec.get("measure_budget_s", 10.0),
-                       min_repeat=spec.get("min_repeat", 5), max_repeat=spec.get("max_repeat", 50))
-    result.update(
-        latency_median_ms=lat.median_ms, latency_p90_ms=lat.p90_ms, latency_mean_ms=lat.mean_ms,
-        latency_std_ms=lat.std_ms, latency_runs=lat.runs,
-    )
+    result.update(check_and_time(sess.run, sess.latency, baseline.numerics, spec, report))
     if spec.get("accuracy"):
         result.update(run_accuracy_on(sess.run, spec, report))
     result.update(wall_seconds=time.time() - t0, status="ok")

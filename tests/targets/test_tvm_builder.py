@@ -1,7 +1,6 @@
 import os
 import time
 
-import numpy as np
 import pytest
 
 tvm = pytest.importorskip("tvm")

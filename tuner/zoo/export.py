@@ -9,7 +9,6 @@ standard ops.  If it is unavailable it falls back to the dynamo exporter
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -119,11 +118,9 @@ def check_onnx(model: nn.Module, path: PathLike, input_size: Sequence[int],
 
 def model_hash(path: PathLike) -> str:
     """First 16 hex chars of the sha256 of the file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    from ..model_source import file_hash
+
+    return file_hash(str(path))
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
