@@ -140,6 +140,7 @@ def test_tiny_training_run(tmp_path):
                       log_every_s=1e9, checkpoint=str(ckpt))
     lines = []
     res = train(cfg, progress=lines.append)
+    assert torch.get_num_threads() == 2          # train() restores the caller's thread count
     assert res.steps == 30 and ckpt.is_file() and res.checkpoint == str(ckpt)
     losses = [v for _, v in res.history]
     first, last = np.mean(losses[:3]), np.mean(losses[-5:])
