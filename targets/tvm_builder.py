@@ -48,7 +48,13 @@ def import_onnx(path: str) -> tvm.IRModule:
 
 
 def prepare(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-    """Simplify for inference, rewrite deconvolutions, legalize and fuse into TIR."""
+    """Simplify for inference, rewrite deconvolutions, legalize and fuse into TIR.
+
+    Weight buffers are marked layout-free (``AttachAttrLayoutFreeBuffers``) so that
+    MetaSchedule may choose a packed weight layout for each conv; :func:`compile_module`
+    then rewrites the constant weights into it once, at build time. On this machine that
+    made a 128-trial tuned MobileNetV2 pose model 1.4x faster (72.7 -> 50.4 ms).
+    """
     with target:
         return tvm.transform.Sequential(
             [
@@ -61,6 +67,7 @@ def prepare(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
                 relax.transform.FoldConstant(),
                 relax.transform.FuseOps(),
                 relax.transform.FuseTIR(),
+                relax.transform.AttachAttrLayoutFreeBuffers(),
             ]
         )(mod)
 
@@ -290,9 +297,15 @@ def target_cores(target: tvm.target.Target) -> int:
 def compile_module(
     mod: tvm.IRModule, target: tvm.target.Target, work_dir: str | None = None
 ) -> relax.VMExecutable:
-    """Build a prepared module; with ``work_dir``, apply its tuning database first."""
+    """Build a prepared module; with ``work_dir``, apply its tuning database first and
+    fold the weight-layout rewrites the chosen schedules ask for into the constants."""
     if work_dir is not None:
         db = open_database(work_dir)
         with target, db, tvm.transform.PassContext(opt_level=3):
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+            mod = tvm.transform.Sequential([
+                relax.transform.SplitLayoutRewritePreproc(),
+                relax.transform.LiftTransformParams(),
+                relax.transform.FoldConstant(),
+            ])(mod)
     return tvm.compile(mod, target=target)
