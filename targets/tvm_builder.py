@@ -173,22 +173,24 @@ def _save_budgets(work_dir: str, budgets: dict[str, int]) -> None:
 
 
 def allocate_trials(flops: list[float], max_trials: int) -> list[int]:
-    """Split ``max_trials`` over tasks: a few each, the rest in proportion to FLOPs.
+    """Split ``max_trials`` over tasks: a floor each, the rest by the square root of FLOPs.
 
-    Every task gets ``min(4, max_trials // n)`` (at least 1); the remainder goes by each
-    task's share of the model's FLOPs (the deconvolution head of a SimpleBaseline model
-    holds ~80% of them). Budgets are rounded to powers of two so that tasks can be tuned
-    in a few groups of equal budget.
+    The floor is ``max_trials / (2 n)`` trials per task, capped at 16 (at least 1). The
+    remainder follows each task's share of sqrt(FLOPs): the deconvolution head of a
+    SimpleBaseline model holds ~80% of the FLOPs and gets the most, but linear shares
+    left mid-sized convs with 4 trials (their latency then dominated). Budgets are
+    rounded to powers of two so that tasks can be tuned in a few groups of equal budget.
     """
     n = len(flops)
     if n == 0:
         return []
-    base = max(1, min(4, max_trials // n))
+    base = max(1, min(16, max_trials // (2 * n)))
     rest = max(0, max_trials - base * n)
-    total = sum(flops) or 1.0
+    weights = [math.sqrt(max(f, 0.0)) for f in flops]
+    total = sum(weights) or 1.0
     out = []
-    for f in flops:
-        b = base + rest * f / total
+    for w in weights:
+        b = base + rest * w / total
         out.append(1 << max(0, round(math.log2(max(1.0, b)))))
     return out
 

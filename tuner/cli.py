@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="matched accuracy: AP within this of the baseline's (default 0.01)")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("export", help="write a deployable bundle of one candidate")
+    p.add_argument("id", type=int, help="candidate id (from `tuner pareto` or `tuner best`)")
+    p.add_argument("--out", required=True, help="folder to write the bundle to")
+    p.add_argument("--log-dir", default=DEFAULT_LOG_DIR)
+    p.add_argument("--db", default=None)
+
     p = sub.add_parser("targets", help="list the known targets with their TVM target JSON")
     p.add_argument("--json", action="store_true")
 
@@ -236,6 +242,21 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .db import ParetoDB, default_url
+    from .export import ExportError, export_bundle
+
+    url = args.db or default_url(args.log_dir)
+    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
+        raise UserError(f"no database at {url[len('sqlite:///'):]}; pass --db or --log-dir")
+    try:
+        out = export_bundle(ParetoDB(url), args.id, args.out)
+    except ExportError as exc:
+        raise UserError(str(exc)) from None
+    print(json.dumps(out, indent=2))
+    return 0
+
+
 def cmd_targets(args) -> int:
     from targets import list_targets
 
@@ -267,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     from .search import SearchError
 
     handlers = {"search": cmd_search, "pareto": cmd_pareto, "best": cmd_best,
-                "targets": cmd_targets, "models": cmd_models, "compare": cmd_compare}
+                "targets": cmd_targets, "models": cmd_models, "compare": cmd_compare, "export": cmd_export}
     try:
         return handlers[args.command](args)
     except (UserError, SearchSpaceError, TargetUnavailable, UnknownTarget, ModelError,

@@ -208,3 +208,29 @@ def test_real_coco_sample_and_its_errors(searched, tmp_path, capsys):
     err = _err(capsys, ["search", "--target", "x86-vnni", "--log-dir", str(tmp_path / "l"),
                         "--coco-ann", ann, "--coco-images", str(tmp_path / "none"), *TINY[:-2]])
     assert "images" in err.lower()
+
+
+def test_export_writes_a_runnable_bundle(searched, tmp_path, capsys):
+    import numpy as np
+
+    capsys.readouterr()
+    assert main(["best", "--target", "x86-vnni", "--log-dir", searched]) == 0
+    best = json.loads(capsys.readouterr().out)
+    out = tmp_path / "bundle"
+    assert main(["export", str(best["id"]), "--out", str(out), "--log-dir", searched]) == 0
+    assert {"model.so", "metadata.json", "reference.onnx"} <= set(os.listdir(out))
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["candidate"]["id"] == best["id"]
+    import tvm
+    from tvm import relax
+
+    from targets.inputs import structured_input
+    from targets.onnxruntime_backend import ORTSession
+
+    x = structured_input((1, 3, 64, 64), seed=5)
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(out / "model.so")), tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x)).numpy()
+    np.testing.assert_allclose(got, ORTSession(str(out / "reference.onnx")).run(x),
+                               atol=1e-3 * np.abs(got).max())
+    assert "no candidate with id 9999" in _err(
+        capsys, ["export", "9999", "--out", str(tmp_path / "x"), "--log-dir", searched])

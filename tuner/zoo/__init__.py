@@ -90,8 +90,11 @@ def _check_input_size(input_size: Sequence[int]) -> tuple[int, int]:
 
 
 def build_model(name: str, input_size: Sequence[int] = (256, 192),
-                width_mult: Optional[float] = None, seed: int = 0, **kw: Any) -> nn.Module:
-    """Build a zoo model in eval mode with deterministic (seeded) weights.
+                width_mult: Optional[float] = None, seed: int = 0, trained: bool = True,
+                **kw: Any) -> nn.Module:
+    """Build a zoo model in eval mode: trained weights from ``tuner/zoo/weights/<name>.pt``
+    when that checkpoint exists and fits (and ``trained``), else deterministic (seeded)
+    weights.
 
     ``input_size`` (H, W) is used for the BatchNorm recalibration pass (the
     networks themselves are fully convolutional).  Extra keyword arguments
@@ -101,6 +104,12 @@ def build_model(name: str, input_size: Sequence[int] = (256, 192),
     """
     spec = get_spec(name)
     size = _check_input_size(input_size)
+    if trained:
+        from ..accuracy.train import load_trained
+
+        model = load_trained(name, size, width_mult=width_mult, **kw)
+        if model is not None:
+            return model
     kw.setdefault("num_keypoints", spec.num_keypoints)
     with torch.random.fork_rng(devices=[]):
         model = spec.factory(width_mult=width_mult, **kw)

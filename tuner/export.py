@@ -1,0 +1,53 @@
+"""Export one measured candidate as a deployable bundle.
+
+The bundle holds the compiled library (``model.so``, a Relax VM executable with the
+weights inside), the reference ONNX model it was built from, and ``metadata.json``: the
+configuration, the target, the measured figures, and how to run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from .db import ParetoDB
+
+RUN_SNIPPET = (
+    "import numpy as np, tvm; from tvm import relax\n"
+    "vm = relax.VirtualMachine(tvm.runtime.load_module('model.so'), tvm.cpu())\n"
+    "heatmaps = vm['main'](tvm.runtime.tensor(x_nchw_float32)).numpy()"
+)
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def export_bundle(db: ParetoDB, record_id: int, out_dir: str) -> dict:
+    rec = next((r for r in db.records() if r.id == record_id), None)
+    if rec is None:
+        raise ExportError(f"no candidate with id {record_id} in {db.url}")
+    if not rec.ok:
+        raise ExportError(f"candidate {record_id} has status {rec.status}: {rec.error}")
+    if rec.backend != "tvm":
+        raise ExportError(f"candidate {record_id} is a {rec.backend} baseline; export TVM candidates")
+    if not rec.artifact_path or not os.path.isfile(rec.artifact_path):
+        raise ExportError(f"the artifact of candidate {record_id} is gone ({rec.artifact_path}); "
+                          "re-run `tuner search --force` for its point")
+    os.makedirs(out_dir, exist_ok=True)
+    shutil.copy2(rec.artifact_path, os.path.join(out_dir, "model.so"))
+    if rec.model_path and os.path.isfile(rec.model_path):
+        shutil.copy2(rec.model_path, os.path.join(out_dir, "reference.onnx"))
+    meta = {
+        "candidate": rec.as_dict(),
+        "library": "model.so",
+        "reference_model": "reference.onnx" if rec.model_path else None,
+        "input": {"shape": rec.input_shape, "layout": "NCHW", "dtype": "float32",
+                  "preprocess": "as for the source model (zoo: RGB, 0-1, ImageNet mean/std)"},
+        "run": RUN_SNIPPET,
+    }
+    with open(os.path.join(out_dir, "metadata.json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2)
+    return {"out": os.path.abspath(out_dir), "files": sorted(os.listdir(out_dir)),
+            "id": rec.id, "latency_median_ms": rec.latency_median_ms, "ap": rec.ap}
