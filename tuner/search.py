@@ -254,12 +254,12 @@ def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
             + (f", eta {fmt_seconds(eta)}" if eta is not None else "") + ")")
         spec = {
             "onnx_path": model.onnx_path, "input_shape": list(model.input_shape),
-            "tvm_target": tvm_target, "point": point.__dict__ if hasattr(point, "__dict__") else {},
+            "tvm_target": tvm_target,
+            "point": {"prune_ratio": point.prune_ratio, "quant": point.quant,
+                      "schedule": point.schedule, "trials": point.trials},
             "tuning_dir": tun_dir, "artifact_path": os.path.join(art_root, f"{point.key}.so"),
             "measure_budget_s": cfg.measure_budget_s,
         }
-        spec["point"] = {"prune_ratio": point.prune_ratio, "quant": point.quant,
-                         "schedule": point.schedule, "trials": point.trials}
         result = run_in_child(
             spec, cfg.timeout_s, os.path.join(run_root, f"{point.key}.log"),
             on_progress=lambda m, h=head, t=t0: say(f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
