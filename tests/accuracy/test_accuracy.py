@@ -166,6 +166,7 @@ def test_plain_predict_and_torch_output(synth_people):
     assert len(calls) == 3 and 0.0 <= res.ap < 0.5
 
 
+@pytest.mark.skipif(not COCO_SAMPLE.is_dir(), reason="shared COCO sample not present")
 def test_coco_sample_oracle():
     people = load_coco_keypoints(COCO_SAMPLE / "person_keypoints.json", COCO_SAMPLE / "images")
     assert len(people) == 12 and len({p.image_id for p in people}) == 4
