@@ -74,7 +74,13 @@ def prepare(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
 
 @derived_object
 class InProcessBuilder(PyBuilder):
-    """MetaSchedule builder that compiles candidates in this process; errors are data."""
+    """MetaSchedule builder that compiles candidates in this process; errors are data.
+
+    Artifacts go below one temporary folder (``self.dir``), removed by :func:`tune`.
+    """
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="ptuner-ms-")
 
     def build(self, build_inputs: list[BuilderInput]) -> list[BuilderResult]:
         from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
@@ -85,7 +91,8 @@ class InProcessBuilder(PyBuilder):
             try:
                 mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(item.mod)
                 rt_mod = tvm.compile(mod, target=item.target)
-                path = os.path.join(tempfile.mkdtemp(prefix="ptuner-ms-"), "mod.tar")
+                # one folder per artifact: RemoveBuildArtifact deletes the artifact's folder
+                path = os.path.join(tempfile.mkdtemp(dir=self.dir), "mod.tar")
                 rt_mod.export_library(path, fcompile=tar)
                 results.append(BuilderResult(path, None))
             except Exception as exc:  # noqa: BLE001 - a failed build is a result
@@ -236,6 +243,23 @@ def tune(
         f"{len(tasks) - len(todo)} tasks reused from {work_dir}"
     )
     progress = _Progress(total, report, t0)
+    builder = InProcessBuilder()
+    try:
+        _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, progress,
+                     budgets)
+    finally:
+        import shutil
+
+        shutil.rmtree(builder.dir, ignore_errors=True)
+    return TuneStats(
+        len(tasks), len(todo), len(tasks) - len(todo), progress.done, progress.ok, time.time() - t0
+    )
+
+
+def _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, progress,
+                 budgets) -> None:
+    """Tune ``todo`` ((task, budget) pairs) in groups of equal budget, recording each
+    group's budget as soon as it is done."""
     for per_task in sorted({b for _, b in todo}):
         group = [t for t, b in todo if b == per_task]
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
@@ -258,7 +282,7 @@ def tune(
             max_trials_global=per_task * len(group),
             max_trials_per_task=per_task,
             num_trials_per_iter=min(64, per_task),
-            builder=InProcessBuilder(),
+            builder=builder,
             runner=runner,
             database=db,
             measure_callbacks=[
@@ -272,9 +296,6 @@ def tune(
         for t in group:
             budgets[_task_key(t)] = max(budgets.get(_task_key(t), 0), per_task)
         _save_budgets(work_dir, budgets)
-    return TuneStats(
-        len(tasks), len(todo), len(tasks) - len(todo), progress.done, progress.ok, time.time() - t0
-    )
 
 
 def search_strategy(per_task: int) -> ms.search_strategy.EvolutionarySearch:
