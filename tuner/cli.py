@@ -187,15 +187,19 @@ def cmd_search(args) -> int:
 
 
 def _open_db(args):
-    from targets import get_target
-
+    """The existing database of ``--db``/``--log-dir`` (a missing SQLite file is an error,
+    not a new empty database); checks ``--target`` where the command has one."""
     from .db import ParetoDB, default_url
 
-    get_target(args.target)  # a clear error for unknown names
+    target = getattr(args, "target", None)
+    if target is not None:
+        from targets import get_target
+
+        get_target(target)  # a clear error for unknown names
     url = args.db or default_url(args.log_dir)
     if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
-        raise UserError(f"no database at {url[len('sqlite:///'):]}; run `tuner search --target "
-                        f"{args.target}` first or pass --db/--log-dir")
+        hint = f"run `tuner search --target {target}` first or " if target else ""
+        raise UserError(f"no database at {url[len('sqlite:///'):]}; {hint}pass --db/--log-dir")
     return ParetoDB(url)
 
 
@@ -243,14 +247,10 @@ def cmd_compare(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .db import ParetoDB, default_url
     from .export import ExportError, export_bundle
 
-    url = args.db or default_url(args.log_dir)
-    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
-        raise UserError(f"no database at {url[len('sqlite:///'):]}; pass --db or --log-dir")
     try:
-        out = export_bundle(ParetoDB(url), args.id, args.out)
+        out = export_bundle(_open_db(args), args.id, args.out)
     except ExportError as exc:
         raise UserError(str(exc)) from None
     print(json.dumps(out, indent=2))

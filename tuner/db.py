@@ -136,6 +136,12 @@ class ParetoDB:
             row = conn.execute(q).first()
         return self._row_to_record(row) if row else None
 
+    def get(self, record_id: int) -> CandidateRecord | None:
+        q = self.sa.select(self.candidates).where(self.candidates.c.id == record_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return self._row_to_record(row) if row else None
+
     def upsert(self, rec: CandidateRecord) -> CandidateRecord:
         """Insert the record, or replace the row of the same point; returns it with its id."""
         values = {k: v for k, v in rec.as_dict().items() if k != "id"}

@@ -25,7 +25,7 @@ class ExportError(RuntimeError):
 
 
 def export_bundle(db: ParetoDB, record_id: int, out_dir: str) -> dict:
-    rec = next((r for r in db.records() if r.id == record_id), None)
+    rec = db.get(record_id)
     if rec is None:
         raise ExportError(f"no candidate with id {record_id} in {db.url}")
     if not rec.ok:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 
+#: the fields an accuracy measurement fills in
+ACCURACY_FIELDS = ("ap", "ap50", "ap75", "ar", "pck", "accuracy_dataset", "accuracy_people")
+
+
 @dataclass(frozen=True)
 class CandidateRecord:
     """One point of one model on one target: its configuration and what was measured.

@@ -25,7 +25,7 @@ from .db import ParetoDB
 from .executor import run_in_child
 from .model_source import PreparedModel, prepare_model
 from .pareto import pareto_front
-from .records import CandidateRecord
+from .records import ACCURACY_FIELDS, CandidateRecord
 from .report import fmt_seconds
 
 if TYPE_CHECKING:
@@ -92,10 +92,7 @@ def _record(key: dict, model: PreparedModel, result: dict, t0: float) -> Candida
         latency_mean_ms=result.get("latency_mean_ms"),
         latency_std_ms=result.get("latency_std_ms"), latency_runs=result.get("latency_runs"),
         max_abs_err=result.get("max_abs_err"), rel_err=result.get("rel_err"),
-        ap=result.get("ap"), ap50=result.get("ap50"), ap75=result.get("ap75"),
-        ar=result.get("ar"), pck=result.get("pck"),
-        accuracy_dataset=result.get("accuracy_dataset"),
-        accuracy_people=result.get("accuracy_people"),
+        **{k: result.get(k) for k in ACCURACY_FIELDS},
         model_size_bytes=result.get("model_size_bytes"), param_count=model.param_count,
         flops=model.flops,
         artifact_path=os.path.abspath(result["artifact_path"]) if result.get("artifact_path") else None,
@@ -182,8 +179,7 @@ def accuracy_pass(cfg: SearchConfig, model: PreparedModel, db: ParetoDB,
         done = next((r for r in recs if r.accuracy_dataset == ident and r.ap is not None), None)
         head = f"[accuracy] p{prune:.2f}-{quant}"
         if done is not None and not cfg.force:
-            result = {k: getattr(done, k) for k in ("ap", "ap50", "ap75", "ar", "pck",
-                                                    "accuracy_dataset", "accuracy_people")}
+            result = {k: getattr(done, k) for k in ACCURACY_FIELDS}
         else:
             fastest = min(recs, key=lambda r: r.latency_median_ms)
             say(f"{head}: evaluating {fastest.schedule_label} build on {ident}")
@@ -200,8 +196,7 @@ def accuracy_pass(cfg: SearchConfig, model: PreparedModel, db: ParetoDB,
                 say(f"{head}: FAILED: {result.get('error')}")
         for r in recs:
             if result.get("status", "ok") == "ok":
-                new = replace(r, **{k: result[k] for k in ("ap", "ap50", "ap75", "ar", "pck",
-                                                           "accuracy_dataset", "accuracy_people")})
+                new = replace(r, **{k: result[k] for k in ACCURACY_FIELDS})
             else:
                 new = replace(r, status="failed", error=result.get("error"))
             updated[r.id] = db.upsert(new)
