@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--target", default="x86-vnni")
-    ap.add_argument("--model", default="mobilenetv2_deconv", help="model name in the database")
+    ap.add_argument("--model", default="shufflenetv2_fpn", help="model name in the database")
     ap.add_argument("--log-dir", default="logs")
     ap.add_argument("--db", default=None)
     ap.add_argument("--rounds", type=int, default=5)

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="mobilenetv2_deconv")
+    ap.add_argument("--model", default="shufflenetv2_fpn")
     ap.add_argument("--input-size", default="256x192")
     ap.add_argument("--trials", type=int, default=2000, help="MetaSchedule trials for the model")
     ap.add_argument("--log-dir", default="logs")

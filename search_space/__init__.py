@@ -4,19 +4,27 @@ This package imports neither ``tuner`` nor ``targets``.
 """
 
 from .space import (
+    DEFAULT_SPACE_FILE,
     QUANT_MODES,
+    PruningOptions,
+    QuantOptions,
     SCHEDULE_MODES,
     SearchPoint,
     SearchSpace,
     SearchSpaceError,
+    load_space,
     parse_schedule,
 )
 
 __all__ = [
+    "DEFAULT_SPACE_FILE",
     "QUANT_MODES",
+    "PruningOptions",
+    "QuantOptions",
     "SCHEDULE_MODES",
     "SearchPoint",
     "SearchSpace",
     "SearchSpaceError",
+    "load_space",
     "parse_schedule",
 ]

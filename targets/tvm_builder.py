@@ -38,13 +38,30 @@ from .relax_passes import SubPixelConvTranspose
 ProgressFn = Callable[[str], None]
 
 
-def import_onnx(path: str) -> tvm.IRModule:
-    """Import an ONNX model into Relax (weights bound as constants)."""
+def import_onnx(path: str, clip_as_min_max: bool = False) -> tvm.IRModule:
+    """Import an ONNX model into Relax (weights bound as constants).
+
+    ``clip_as_min_max`` rewrites Clip into Max/Min first (needed by :func:`to_fp16`).
+    """
     import onnx
     from tvm.relax.frontend.onnx import from_onnx
 
     model = onnx.load(path)
+    if clip_as_min_max:
+        from .onnx_rewrite import clip_to_min_max
+
+        model = clip_to_min_max(model)
     return from_onnx(model, keep_params_in_input=False)
+
+
+def to_fp16(mod: tvm.IRModule) -> tvm.IRModule:
+    """fp16 weights and activations with fp32 accumulation (``ToMixedPrecision``); the
+    model's input and output stay fp32. Import with ``clip_as_min_max=True``."""
+    return tvm.transform.Sequential([
+        relax.transform.ConvertToDataflow(),
+        relax.transform.ToMixedPrecision(out_dtype="float32"),
+        relax.transform.FoldConstant(),
+    ])(mod)
 
 
 def prepare(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:

@@ -25,17 +25,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="build and measure every point of the search space")
     _common(p)
-    p.add_argument("--model", default="mobilenetv2_deconv",
+    p.add_argument("--model", default="shufflenetv2_fpn",
                    help="zoo model name, an .onnx file, or package.module:factory (default: "
-                        "mobilenetv2_deconv)")
+                        "shufflenetv2_fpn, trained on the built-in data)")
     p.add_argument("--input-size", default=None, help="HxW for zoo/PyTorch models (default 256x192)")
-    p.add_argument("--schedules", default="default,metaschedule:64",
+    p.add_argument("--space", default=None,
+                   help="search space TOML file (default: search_space/default.toml); the "
+                        "flags below override its dimensions")
+    p.add_argument("--schedules", default=None,
                    help="comma-separated schedules: default and/or metaschedule:N with N trials per "
-                        "model (default: default,metaschedule:64)")
+                        "model (e.g. default,metaschedule:64)")
     p.add_argument("--trials", type=int, default=None,
                    help="shorthand: tune with metaschedule:N (replaces metaschedule entries)")
-    p.add_argument("--prune", default="0", help="comma-separated pruning ratios (default: 0)")
-    p.add_argument("--quant", default="fp32", help="comma-separated quantization modes (default: fp32)")
+    p.add_argument("--prune", default=None, help="comma-separated pruning ratios, e.g. 0,0.25,0.5")
+    p.add_argument("--quant", default=None,
+                   help="comma-separated quantization modes: fp32, fp16, int8")
+    p.add_argument("--strategy", choices=("grid", "nsga2", "tpe"), default="grid",
+                   help="grid: every point, cheapest first (default); nsga2 / tpe: Optuna "
+                        "multi-objective sampling of --n-trials points (AP up, latency down)")
+    p.add_argument("--n-trials", type=int, default=None,
+                   help="new points an Optuna strategy measures (default: half the grid, >= 4)")
+    p.add_argument("--objectives", default="ap,latency",
+                   help="Optuna objectives: ap,latency or ap,latency,size (default ap,latency)")
+    p.add_argument("--seed", type=int, default=0, help="Optuna sampler seed (default 0)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="minutes after which no new candidate starts (finished points are kept; "
+                        "run again to continue)")
     p.add_argument("--force", action="store_true", help="re-measure points already in the database")
     p.add_argument("--timeout", type=float, default=3600.0,
                    help="seconds one candidate may take before it is killed (default: 3600)")
@@ -69,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list every candidate, marking the front")
     p.add_argument("--no-baselines", action="store_true", help="TVM candidates only")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--plot", default=None, metavar="FILE",
+                   help="also write AP vs latency with the front highlighted (PNG)")
 
     p = sub.add_parser("best", help="the best configuration under constraints, as JSON")
     _common(p)
@@ -104,20 +121,34 @@ class UserError(Exception):
 
 
 def _space(args):
-    from search_space import SearchSpace, parse_schedule
+    from search_space import load_space, parse_schedule
 
-    schedules = [parse_schedule(s) for s in args.schedules.split(",") if s.strip()]
+    space = load_space(args.space)
+    schedules = None
+    if args.schedules is not None:
+        schedules = [parse_schedule(s) for s in args.schedules.split(",") if s.strip()]
     if args.trials is not None:
         if args.trials <= 0:
             raise UserError(f"--trials must be > 0, got {args.trials} "
                             "(use --schedules default for no tuning)")
-        schedules = [s for s in schedules if s[0] != "metaschedule"] + [("metaschedule", args.trials)]
-    try:
-        prune = tuple(float(v) for v in args.prune.split(","))
-    except ValueError:
-        raise UserError(f"bad --prune {args.prune!r}: write ratios like 0,0.2") from None
-    quant = tuple(q.strip() for q in args.quant.split(",") if q.strip())
-    return SearchSpace(prune_ratios=prune, quant_modes=quant, schedules=tuple(schedules))
+        base = schedules if schedules is not None else list(space.schedules)
+        schedules = [s for s in base if s[0] != "metaschedule"] + [("metaschedule", args.trials)]
+    prune = quant = None
+    if args.prune is not None:
+        try:
+            prune = tuple(float(v) for v in args.prune.split(","))
+        except ValueError:
+            raise UserError(f"bad --prune {args.prune!r}: write ratios like 0,0.2") from None
+    if args.quant is not None:
+        quant = tuple(q.strip() for q in args.quant.split(",") if q.strip())
+    return space.with_dimensions(prune_ratios=prune, quant_modes=quant, schedules=schedules)
+
+
+def _objectives(text: str) -> tuple[str, ...]:
+    objs = tuple(o.strip() for o in text.split(",") if o.strip())
+    if set(objs) - {"ap", "latency", "size"} or "latency" not in objs:
+        raise UserError(f"bad --objectives {text!r}: write ap,latency or ap,latency,size")
+    return objs
 
 
 def _floats(text: str, flag: str) -> tuple[float, ...]:
@@ -170,7 +201,14 @@ def cmd_search(args) -> int:
         space=_space(args), log_dir=args.log_dir, db_url=args.db, force=args.force,
         timeout_s=args.timeout, measure_budget_s=args.measure_budget, threads=args.threads,
         tracker=args.tracker, baselines=not args.no_baselines, accuracy=_accuracy(args),
+        time_budget_s=args.time_budget * 60.0 if args.time_budget is not None else None,
+        strategy=args.strategy, n_trials=args.n_trials, seed=args.seed,
+        objectives=_objectives(args.objectives),
     )
+    if args.n_trials is not None and args.n_trials <= 0:
+        raise UserError(f"--n-trials must be > 0, got {args.n_trials}")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise UserError(f"--time-budget must be > 0 minutes, got {args.time_budget}")
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else \
         (lambda m: print(m, flush=True))
     out = run_search(cfg, say=say)
@@ -219,6 +257,16 @@ def cmd_pareto(args) -> int:
         print(json.dumps([r.as_dict() for r in (records if args.all else front)], indent=2))
     else:
         print(table(records if args.all else front, front))
+    if args.plot:
+        from .plot import plot_front
+
+        try:
+            path = plot_front(records, front, args.plot,
+                              title=f"{', '.join(sorted({r.model_name for r in records}))} "
+                                    f"on {args.target}")
+        except (ValueError, OSError) as exc:
+            raise UserError(f"cannot plot: {exc}") from None
+        print(f"plot written to {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -287,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     from .pareto import NoCandidate
     from .search import SearchError
 
+    import signal
+
+    def _terminate(signum, frame):  # SIGTERM (a job scheduler) stops like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     handlers = {"search": cmd_search, "pareto": cmd_pareto, "best": cmd_best,
                 "targets": cmd_targets, "models": cmd_models, "compare": cmd_compare, "export": cmd_export}
     try:

@@ -17,8 +17,9 @@ from collections.abc import Iterable
 
 from .records import CandidateRecord
 
-SCHEMA_VERSION = 1
-KEY_FIELDS = ("model_hash", "target", "backend", "prune_ratio", "quant", "schedule", "trials")
+SCHEMA_VERSION = 2
+KEY_FIELDS = ("model_hash", "target", "backend", "prune_ratio", "quant", "schedule", "trials",
+              "variant")
 
 
 class DatabaseError(RuntimeError):
@@ -65,6 +66,7 @@ class ParetoDB:
             "model_name": sa.String(128), "model_hash": sa.String(64), "target": sa.String(64),
             "backend": sa.String(32), "prune_ratio": sa.Float, "quant": sa.String(16),
             "schedule": sa.String(32), "trials": sa.Integer, "status": sa.String(16),
+            "variant": sa.String(128), "finetune_steps": sa.Integer,
             "error": sa.Text, "input_shape": sa.String(64), "latency_runs": sa.Integer,
             "model_size_bytes": sa.BigInteger, "param_count": sa.BigInteger,
             "artifact_path": sa.Text, "model_path": sa.Text,
@@ -98,7 +100,9 @@ class ParetoDB:
                             f"database {self.url} has schema v{version}, newer than this "
                             f"pose-tuner (v{SCHEMA_VERSION}); upgrade pose-tuner or use another --db"
                         )
-                    if version < SCHEMA_VERSION:
+                    if version == 1:
+                        self._migrate_v1(conn)
+                    elif version < SCHEMA_VERSION:
                         raise DatabaseError(
                             f"database {self.url} has an unknown schema v{version}; "
                             "use another --db"
@@ -118,6 +122,22 @@ class ParetoDB:
             raise DatabaseError(f"cannot open database {self.url}: {exc.__class__.__name__}: "
                                 f"{str(exc).splitlines()[0]}") from None
 
+    def _migrate_v1(self, conn) -> None:
+        """v1 -> v2: the ``variant`` key column and ``finetune_steps`` (rows keep their ids;
+        v1 rows are plain-model points: variant '', not fine-tuned)."""
+        sa = self.sa
+        old = sa.Table("candidates", sa.MetaData(), autoload_with=conn)
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(old))]
+        old.drop(conn)
+        self.candidates.create(conn)
+        for r in rows:
+            r.setdefault("variant", "")
+            r.setdefault("finetune_steps", 0 if r.get("prune_ratio") else None)
+            conn.execute(self.candidates.insert().values(
+                **{k: v for k, v in r.items() if k in self.candidates.c}))
+        conn.execute(self.meta.update().where(self.meta.c.key == "schema_version")
+                     .values(value=str(SCHEMA_VERSION)))
+
     # -- queries ---------------------------------------------------------------
     def _row_to_record(self, row) -> CandidateRecord:
         d = dict(row._mapping)
@@ -125,12 +145,12 @@ class ParetoDB:
         return CandidateRecord(**d)
 
     def find(self, model_hash: str, target: str, backend: str, prune_ratio: float,
-             quant: str, schedule: str, trials: int) -> CandidateRecord | None:
+             quant: str, schedule: str, trials: int, variant: str = "") -> CandidateRecord | None:
         c = self.candidates.c
         q = self.sa.select(self.candidates).where(
             c.model_hash == model_hash, c.target == target, c.backend == backend,
             c.prune_ratio == prune_ratio, c.quant == quant, c.schedule == schedule,
-            c.trials == trials,
+            c.trials == trials, c.variant == variant,
         )
         with self.engine.connect() as conn:
             row = conn.execute(q).first()

@@ -52,6 +52,12 @@ def run_in_child(spec: dict, timeout_s: float, log_path: str,
                 reader.join(5)
                 return {"status": "failed",
                         "error": f"timed out after {timeout_s:.0f} s (raise --timeout); log: {log_path}"}
+            except BaseException:
+                # Ctrl-C / SIGTERM of the search: the child is in its own session, so it
+                # would outlive us; stop it, and leave the database as it is (resumable)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise
             reader.join(5)
         if rc != 0:
             what = (f"crashed with signal {signal.Signals(-rc).name}" if rc < 0

@@ -130,13 +130,11 @@ def _from_torch(module, name: str, source: str, input_size, out_dir: str) -> Pre
                          out_shape, count_params(module), flops, os.path.getsize(path))
 
 
-def prepare_model(spec: str, input_size: tuple[int, int] | None, out_dir: str) -> PreparedModel:
-    """Turn ``--model`` into a :class:`PreparedModel` (exporting to ``out_dir`` if needed)."""
-    os.makedirs(out_dir, exist_ok=True)
+def load_torch_module(spec: str, input_size: tuple[int, int] | None):
+    """The ``nn.Module`` behind ``--model`` (zoo name or module:factory) in eval mode, its
+    name, source and input size; None for an ONNX file (which has no torch module)."""
     if spec.endswith(".onnx") or os.path.sep in spec and os.path.exists(spec):
-        if input_size is not None:
-            pass  # an ONNX file carries its own static shape
-        return _from_onnx(spec)
+        return None
     if ":" in spec:
         mod_name, _, attr = spec.partition(":")
         try:
@@ -148,7 +146,7 @@ def prepare_model(spec: str, input_size: tuple[int, int] | None, out_dir: str) -
 
         if not isinstance(module, torch.nn.Module):
             raise ModelError(f"{spec!r} did not give a torch.nn.Module")
-        return _from_torch(module.eval(), attr, "torch", input_size or (256, 192), out_dir)
+        return module.eval(), attr, "torch", input_size or (256, 192)
     from . import zoo
 
     if spec not in zoo.ZOO:
@@ -161,4 +159,15 @@ def prepare_model(spec: str, input_size: tuple[int, int] | None, out_dir: str) -
         module = zoo.build_model(spec, input_size=size)
     except ValueError as exc:
         raise ModelError(str(exc)) from None
-    return _from_torch(module, spec, "zoo", size, out_dir)
+    return module.eval(), spec, "zoo", size
+
+
+def prepare_model(spec: str, input_size: tuple[int, int] | None, out_dir: str) -> PreparedModel:
+    """Turn ``--model`` into a :class:`PreparedModel` (exporting to ``out_dir`` if needed).
+    An ONNX file carries its own static shape (``input_size`` is ignored)."""
+    os.makedirs(out_dir, exist_ok=True)
+    loaded = load_torch_module(spec, input_size)
+    if loaded is None:
+        return _from_onnx(spec)
+    module, name, source, size = loaded
+    return _from_torch(module, name, source, size, out_dir)

@@ -27,6 +27,10 @@ class CandidateRecord:
     schedule: str
     trials: int
     status: str
+    #: how the variant was made beyond the key ('' for the plain model): pruning
+    #: importance / rounding / fine-tuning steps, int8 calibration (SearchSpace.variant_tag)
+    variant: str = ""
+    finetune_steps: int | None = None  # fine-tuning steps after pruning (0: not fine-tuned)
     error: str | None = None
     input_shape: str | None = None
     model_path: str | None = None  # the reference ONNX file the candidate was built from

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from search_space import SearchSpace
+from search_space import SearchPoint, SearchSpace, load_space
 from targets import get_target
 
 from . import __version__
@@ -31,7 +31,7 @@ from .report import fmt_seconds
 if TYPE_CHECKING:
     from .accuracy.benchmark import AccuracySpec
 
-DEFAULT_SPACE = SearchSpace(schedules=(("default", 0), ("metaschedule", 64)))
+DEFAULT_SPACE = load_space()
 
 
 class SearchError(RuntimeError):
@@ -41,7 +41,7 @@ class SearchError(RuntimeError):
 @dataclass(frozen=True)
 class SearchConfig:
     target: str = "x86-vnni"
-    model: str = "mobilenetv2_deconv"
+    model: str = "shufflenetv2_fpn"
     input_size: tuple[int, int] | None = None
     space: SearchSpace = field(default=DEFAULT_SPACE)
     log_dir: str = "logs"
@@ -54,6 +54,16 @@ class SearchConfig:
     baselines: bool = True
     #: data accuracy is measured on (None: latency only)
     accuracy: "AccuracySpec | None" = None
+    #: stop starting candidates after this many seconds (None: no limit)
+    time_budget_s: float | None = None
+    #: grid (every point, cheapest first) | nsga2 | tpe (Optuna multi-objective samplers)
+    strategy: str = "grid"
+    #: points an Optuna strategy builds and measures (None: half of the grid, at least 4)
+    n_trials: int | None = None
+    #: seed of the Optuna sampler
+    seed: int = 0
+    #: what an Optuna strategy optimises: ap and latency, plus size if listed
+    objectives: tuple[str, ...] = ("ap", "latency")
 
 
 @dataclass(frozen=True)
@@ -81,20 +91,75 @@ def tuning_dir(log_dir: str, target_name: str, tvm_target: dict) -> str:
     return os.path.join(log_dir, "tuning", f"{target_name}-{digest}")
 
 
-def _record(key: dict, model: PreparedModel, result: dict, t0: float) -> CandidateRecord:
+@dataclass(frozen=True)
+class ModelVariant:
+    """The fp32 model one pruning ratio builds from: the model itself at ratio 0, else its
+    pruned (and maybe fine-tuned) export; ``error`` says why it could not be made."""
+
+    prune_ratio: float
+    tag: str
+    onnx_path: str | None
+    param_count: int | None
+    flops: float | None
+    finetune_steps: int | None
+    error: str | None = None
+
+
+def make_variant(cfg: SearchConfig, model: PreparedModel, ratio: float,
+                 say: Callable[[str], None], run_root: str) -> ModelVariant:
+    """The variant of ``model`` at pruning ``ratio``: pruned in a child process (torch-
+    pruning), exported to ONNX under ``log_dir/models`` and reused from there next time."""
+    if ratio == 0:
+        return ModelVariant(0.0, "", model.onnx_path, model.param_count, model.flops, None)
+    opts = cfg.space.pruning
+    tag = opts.tag
+    base = os.path.join(cfg.log_dir, "models",
+                        f"{model.name}-{model.model_hash}-p{ratio:.2f}-{tag}")
+    info_path = base + ".json"
+    if os.path.exists(info_path) and os.path.exists(base + ".onnx") and not cfg.force:
+        with open(info_path, encoding="utf-8") as f:
+            info = json.load(f)
+        return ModelVariant(ratio, tag, base + ".onnx", info["param_count"], info["flops"],
+                            info["finetune_steps"])
+    head = f"[variant p{ratio:.2f}]"
+    if model.source == "onnx":
+        return ModelVariant(ratio, tag, None, None, None, None,
+                            "pruning needs the PyTorch model (a zoo name or module:factory); an "
+                            "ONNX file can only be searched at pruning ratio 0")
+    say(f"{head}: start")
+    h, w = model.input_shape[2:]
+    result = run_in_child(
+        {"kind": "variant", "model": cfg.model, "input_size": [h, w], "prune_ratio": ratio,
+         "importance": opts.importance, "round_to": opts.round_to,
+         "finetune_steps": opts.finetune_steps,
+         "data_dir": os.path.join(cfg.log_dir, "data", "synthetic"), "out_path": base + ".onnx"},
+        cfg.timeout_s, os.path.join(run_root, f"variant-p{ratio:.2f}-{tag}.log"),
+        on_progress=lambda m: say(f"{head}: {m}"), threads=cfg.threads or os.cpu_count() or 1)
+    if result.get("status") != "ok":
+        say(f"{head}: FAILED: {result.get('error')}")
+        return ModelVariant(ratio, tag, None, None, None, None, result.get("error") or "failed")
+    info = {k: result[k] for k in ("param_count", "flops", "finetune_steps")}
+    with open(info_path, "w", encoding="utf-8") as f:
+        json.dump(info, f)
+    return ModelVariant(ratio, tag, base + ".onnx", **info)
+
+
+def _record(key: dict, model: PreparedModel, result: dict, t0: float,
+            variant: ModelVariant | None = None) -> CandidateRecord:
     """A database record from a child's result dict (failed or not)."""
+    variant = variant or ModelVariant(0.0, "", model.onnx_path, model.param_count, model.flops, None)
     return CandidateRecord(
         **key, model_name=model.name, status=result.get("status", "failed"),
         error=result.get("error"), input_shape=model.input_shape_text,
-        model_path=model.onnx_path,
+        model_path=variant.onnx_path, finetune_steps=variant.finetune_steps,
         latency_median_ms=result.get("latency_median_ms"),
         latency_p90_ms=result.get("latency_p90_ms"),
         latency_mean_ms=result.get("latency_mean_ms"),
         latency_std_ms=result.get("latency_std_ms"), latency_runs=result.get("latency_runs"),
         max_abs_err=result.get("max_abs_err"), rel_err=result.get("rel_err"),
         **{k: result.get(k) for k in ACCURACY_FIELDS},
-        model_size_bytes=result.get("model_size_bytes"), param_count=model.param_count,
-        flops=model.flops,
+        model_size_bytes=result.get("model_size_bytes"), param_count=variant.param_count,
+        flops=variant.flops,
         artifact_path=os.path.abspath(result["artifact_path"]) if result.get("artifact_path") else None,
         tune_trials_run=result.get("tune_trials_run"), tune_seconds=result.get("tune_seconds"),
         build_seconds=result.get("build_seconds"), wall_seconds=time.time() - t0,
@@ -105,15 +170,10 @@ def _record(key: dict, model: PreparedModel, result: dict, t0: float) -> Candida
 def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB, threads: int,
                   say: Callable[[str], None], run_root: str, art_root: str) -> list[CandidateRecord]:
     """Measure the target's baselines with the same harness; skipped ones keep their reason."""
-    import numpy as np
-
     from targets.baselines import BaselineUnavailable, get_baseline
-
-    from .calibration import calibration_inputs
 
     records = []
     names = list(target.baselines)
-    calib_path = os.path.join(run_root, "calibration.npy")
     for i, name in enumerate(names, 1):
         bl = get_baseline(name)
         head = f"[baseline {i}/{len(names)}] {name}"
@@ -133,9 +193,7 @@ def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB,
             say(f"{head}: skipped: {exc}")
             records.append(db.upsert(_record(key, model, {"status": "skipped", "error": str(exc)}, t0)))
             continue
-        if not os.path.exists(calib_path):
-            os.makedirs(run_root, exist_ok=True)
-            np.save(calib_path, calibration_inputs(model))
+        calib_path = _calibration_file(cfg, model, run_root) if bl.quant == "int8" else None
         spec = {
             "kind": "baseline", "baseline": name, "target": target.name,
             "onnx_path": model.onnx_path, "input_shape": list(model.input_shape),
@@ -171,9 +229,9 @@ def accuracy_pass(cfg: SearchConfig, model: PreparedModel, db: ParetoDB,
     groups: dict[tuple, list[CandidateRecord]] = {}
     for r in records:
         if r.ok and r.backend == "tvm":
-            groups.setdefault((r.prune_ratio, r.quant), []).append(r)
+            groups.setdefault((r.prune_ratio, r.quant, r.variant), []).append(r)
     updated = {}
-    for (prune, quant), recs in groups.items():
+    for (prune, quant, _variant), recs in groups.items():
         if not cfg.force and all(r.accuracy_dataset == ident and r.ap is not None for r in recs):
             continue
         done = next((r for r in recs if r.accuracy_dataset == ident and r.ap is not None), None)
@@ -203,6 +261,130 @@ def accuracy_pass(cfg: SearchConfig, model: PreparedModel, db: ParetoDB,
     return [updated.get(r.id, r) for r in records]
 
 
+class _PointRunner:
+    """Builds and measures search points one at a time (reusing database rows), keeping
+    what it did; shared by the grid and the Optuna strategies."""
+
+    def __init__(self, cfg, db, model, target, tvm_target, threads, tun_dir, run_root, art_root,
+                 say, t_start, n_points):
+        self.cfg, self.db, self.model, self.target = cfg, db, model, target
+        self.tvm_target, self.threads, self.tun_dir = tvm_target, threads, tun_dir
+        self.run_root, self.art_root, self.say = run_root, art_root, say
+        self.t_start, self.n_points = t_start, n_points
+        self.records: list[CandidateRecord] = []
+        self.ran = self.reused = 0
+        self.run_times: list[float] = []
+        self.variants: dict[float, ModelVariant] = {}
+        self.done: dict[SearchPoint, CandidateRecord] = {}
+
+    def out_of_time(self) -> bool:
+        b = self.cfg.time_budget_s
+        return b is not None and time.time() - self.t_start > b
+
+    def evaluate(self, point: SearchPoint) -> CandidateRecord | None:
+        """The point's record: from the database, else built and measured now; None when
+        the time budget is spent (the point was not started)."""
+        if point in self.done:
+            return self.done[point]
+        cfg, model, say = self.cfg, self.model, self.say
+        head = f"[{len(self.done) + 1}/{self.n_points}] {point.key}"
+        tag = cfg.space.variant_tag(point)
+        key = dict(model_hash=model.model_hash, target=self.target.name, backend="tvm",
+                   prune_ratio=point.prune_ratio, quant=point.quant, schedule=point.schedule,
+                   trials=point.trials, variant=tag)
+        old = self.db.find(**key)
+        if old is not None and not cfg.force:
+            say(f"{head}: reused from the database ({old.status}"
+                + (f", {old.latency_median_ms:.2f} ms" if old.latency_median_ms else "") + ")")
+            self.records.append(old)
+            self.reused += 1
+            self.done[point] = old
+            return old
+        if self.out_of_time():
+            return None
+        t0 = time.time()
+        remaining = self.n_points - len(self.done)
+        eta = (sum(self.run_times) / len(self.run_times) * remaining) if self.run_times else None
+        say(f"{head}: start (elapsed {fmt_seconds(t0 - self.t_start)}"
+            + (f", eta {fmt_seconds(eta)}" if eta is not None else "") + ")")
+        if point.prune_ratio not in self.variants:
+            self.variants[point.prune_ratio] = make_variant(cfg, model, point.prune_ratio, say,
+                                                            self.run_root)
+        variant = self.variants[point.prune_ratio]
+        if variant.error:
+            result = {"status": "failed", "error": f"pruning: {variant.error}"}
+        else:
+            name = f"{point.key}{_tag_suffix(tag)}"
+            spec = {
+                "onnx_path": variant.onnx_path, "input_shape": list(model.input_shape),
+                "tvm_target": self.tvm_target,
+                "point": {"prune_ratio": point.prune_ratio, "quant": point.quant,
+                          "schedule": point.schedule, "trials": point.trials},
+                "tuning_dir": self.tun_dir,
+                "artifact_path": os.path.join(self.art_root, f"{name}.so"),
+                "measure_budget_s": cfg.measure_budget_s,
+            }
+            if point.quant == "int8":
+                spec.update(calib_npy=_calibration_file(cfg, model, self.run_root),
+                            calibration=cfg.space.quantization.calibration)
+            result = run_in_child(
+                spec, cfg.timeout_s, os.path.join(self.run_root, f"{name}.log"),
+                on_progress=lambda m, h=head, t=t0: say(f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
+                threads=self.threads,
+            )
+        rec = self.db.upsert(_record(key, model, result, t0, variant))
+        self.records.append(rec)
+        self.ran += 1
+        self.run_times.append(time.time() - t0)
+        self.done[point] = rec
+        if rec.ok:
+            say(f"{head}: ok, median {rec.latency_median_ms:.2f} ms, p90 {rec.latency_p90_ms:.2f} ms "
+                f"({fmt_seconds(time.time() - t0)})")
+        else:
+            say(f"{head}: FAILED: {rec.error}")
+        return rec
+
+    def with_accuracy(self, rec: CandidateRecord) -> CandidateRecord:
+        """``rec`` with AP/PCK (measured now on this build if its variant has none yet)."""
+        if self.cfg.accuracy is None or not rec.ok or rec.ap is not None:
+            return rec
+        same = [r for r in self.db.records(target=rec.target, model_hash=rec.model_hash,
+                                           backends=["tvm"])
+                if r.ok and (r.prune_ratio, r.quant, r.variant) == (rec.prune_ratio, rec.quant,
+                                                                     rec.variant)]
+        # measure on this build unless another build of the variant has AP already
+        measured = [r for r in same if r.ap is not None and r.id != rec.id]
+        (new,) = [r for r in accuracy_pass(self.cfg, self.model, self.db, [rec] + measured,
+                                           self.threads, self.say, self.run_root)
+                  if r.id == rec.id]
+        self.records = [new if r.id == new.id else r for r in self.records]
+        for p, r in self.done.items():
+            if r.id == new.id:
+                self.done[p] = new
+        return new
+
+
+def _tag_suffix(tag: str) -> str:
+    """A file-name suffix for a variant tag ('' for the plain model)."""
+    return "-" + tag.replace("/", "-") if tag else ""
+
+
+def _calibration_file(cfg: SearchConfig, model: PreparedModel, run_root: str) -> str:
+    """The int8 calibration crops (.npy), made once per run folder and size."""
+    import numpy as np
+
+    from .calibration import calibration_crops
+
+    n = cfg.space.quantization.calibration_images
+    pre = cfg.accuracy.preprocess if cfg.accuracy is not None else None
+    digest = hashlib.sha256(repr(pre).encode()).hexdigest()[:8]
+    path = os.path.join(run_root, f"calibration-crops-n{n}-{digest}.npy")
+    if not os.path.exists(path):
+        os.makedirs(run_root, exist_ok=True)
+        np.save(path, calibration_crops(tuple(model.input_shape[2:]), n, cfg.log_dir, pre))
+    return path
+
+
 def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
                db: ParetoDB | None = None) -> SearchOutcome:
     t_start = time.time()
@@ -227,49 +409,21 @@ def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
     tun_dir = tuning_dir(cfg.log_dir, target.name, tvm_target)
     run_root = os.path.join(cfg.log_dir, "runs", target.name, f"{model.name}-{model.model_hash}")
     art_root = os.path.join(cfg.log_dir, "artifacts", target.name, f"{model.name}-{model.model_hash}")
-    records: list[CandidateRecord] = []
-    ran = reused = 0
-    run_times: list[float] = []
-    for i, point in enumerate(points, 1):
-        head = f"[{i}/{len(points)}] {point.key}"
-        key = dict(model_hash=model.model_hash, target=target.name, backend="tvm",
-                   prune_ratio=point.prune_ratio, quant=point.quant, schedule=point.schedule,
-                   trials=point.trials)
-        old = db.find(**key)
-        if old is not None and not cfg.force:
-            say(f"{head}: reused from the database ({old.status}"
-                + (f", {old.latency_median_ms:.2f} ms" if old.latency_median_ms else "") + ")")
-            records.append(old)
-            reused += 1
-            continue
-        t0 = time.time()
-        remaining = len(points) - i + 1
-        eta = (sum(run_times) / len(run_times) * remaining) if run_times else None
-        say(f"{head}: start (elapsed {fmt_seconds(t0 - t_start)}"
-            + (f", eta {fmt_seconds(eta)}" if eta is not None else "") + ")")
-        spec = {
-            "onnx_path": model.onnx_path, "input_shape": list(model.input_shape),
-            "tvm_target": tvm_target,
-            "point": {"prune_ratio": point.prune_ratio, "quant": point.quant,
-                      "schedule": point.schedule, "trials": point.trials},
-            "tuning_dir": tun_dir, "artifact_path": os.path.join(art_root, f"{point.key}.so"),
-            "measure_budget_s": cfg.measure_budget_s,
-        }
-        result = run_in_child(
-            spec, cfg.timeout_s, os.path.join(run_root, f"{point.key}.log"),
-            on_progress=lambda m, h=head, t=t0: say(f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
-            threads=threads,
-        )
-        rec = _record(key, model, result, t0)
-        rec = db.upsert(rec)
-        records.append(rec)
-        ran += 1
-        run_times.append(time.time() - t0)
-        if rec.ok:
-            say(f"{head}: ok, median {rec.latency_median_ms:.2f} ms, p90 {rec.latency_p90_ms:.2f} ms "
-                f"({fmt_seconds(time.time() - t0)})")
-        else:
-            say(f"{head}: FAILED: {rec.error}")
+    runner = _PointRunner(cfg, db, model, target, tvm_target, threads, tun_dir, run_root,
+                          art_root, say, t_start, len(points))
+    skipped: list[SearchPoint] = []
+    if cfg.strategy == "grid":
+        for point in points:
+            if runner.evaluate(point) is None:
+                skipped.append(point)
+    else:
+        from .strategy import optuna_search
+
+        skipped = optuna_search(cfg, points, runner, say)
+    records, ran, reused = runner.records, runner.ran, runner.reused
+    if skipped:
+        say(f"time budget spent: {len(skipped)} candidate(s) not started "
+            f"({', '.join(p.key for p in skipped)}); run again to continue")
     if cfg.accuracy is not None:
         records = accuracy_pass(cfg, model, db, records, threads, say, run_root)
     if cfg.baselines:

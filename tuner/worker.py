@@ -46,6 +46,49 @@ def check_and_time(run, latency, numerics: str, spec: dict, report) -> dict:
     )
 
 
+def run_variant(spec: dict, report) -> dict:
+    """A pruned (optionally fine-tuned) copy of the torch model, exported to ONNX: the
+    fp32 reference every candidate of that pruning ratio is built from and checked on."""
+    import torch
+
+    from search_space.pruning import prune_model
+    from tuner.model_source import load_torch_module
+    from tuner.zoo.export import count_flops, count_params, export_onnx
+
+    h, w = spec["input_size"]
+    loaded = load_torch_module(spec["model"], (h, w))
+    if loaded is None:
+        raise ValueError("pruning needs the PyTorch model (a zoo name or module:factory); "
+                         "an ONNX file can only be searched at pruning ratio 0")
+    module = loaded[0]
+    report(f"pruning {spec['prune_ratio']:.0%} of the channels ({spec['importance']}, "
+           f"multiples of {spec['round_to']})")
+    gen = torch.Generator().manual_seed(0)
+    example = torch.rand((1, 3, h, w), generator=gen)
+    pruned, info = prune_model(module, float(spec["prune_ratio"]), example,
+                               importance=spec["importance"], round_to=int(spec["round_to"]))
+    report(f"pruned: {info.params_before / 1e6:.2f} -> {info.params_after / 1e6:.2f} M params, "
+           f"{2 * info.macs_before / 1e9:.2f} -> {2 * info.macs_after / 1e9:.2f} GFLOP, "
+           f"{len(info.changed)} layers thinner")
+    steps = int(spec.get("finetune_steps") or 0)
+    if steps:
+        from tuner.accuracy.train import finetune
+
+        report(f"fine-tuning {steps} steps")
+        finetune(pruned, steps, (h, w), data_dir=spec["data_dir"],
+                 progress=lambda m: report(f"fine-tune: {m}"))
+    os.makedirs(os.path.dirname(spec["out_path"]), exist_ok=True)
+    tmp = spec["out_path"] + f".tmp-{os.getpid()}.onnx"
+    export_onnx(pruned.eval(), tmp, input_size=(h, w))
+    os.replace(tmp, spec["out_path"])
+    return {"status": "ok", "onnx_path": spec["out_path"], "param_count": count_params(pruned),
+            "flops": float(count_flops(pruned, (h, w))), "finetune_steps": steps}
+
+
+#: how closely each quantization mode's build must match its reference (see check_and_time)
+NUMERICS = {"fp32": ("exact", 2e-3), "fp16": ("exact", 5e-2), "int8": ("exact", 5e-2)}
+
+
 def run_candidate(spec: dict, report) -> dict:
     import tvm
 
@@ -57,8 +100,26 @@ def run_candidate(spec: dict, report) -> dict:
     target = tvm.target.Target(spec["tvm_target"])
     result: dict = {"tvm_version": tvm.__version__}
 
-    report("importing into Relax")
-    mod = tvm_builder.import_onnx(spec["onnx_path"])
+    quant = point["quant"]
+    if quant == "int8":
+        import numpy as np
+
+        from targets import int8
+
+        report(f"quantizing to int8 (calibration: {spec['calibration']})")
+        qdq = int8.quantize_qdq(spec["onnx_path"], np.load(spec["calib_npy"]),
+                                spec["artifact_path"][:-3] + ".qdq.onnx", method=spec["calibration"])
+        # the reference is the quantized model run by ONNX Runtime: same integer maths
+        spec = {**spec, "onnx_path": qdq}
+        report("importing into Relax; rewriting quantized convolutions to integer compute")
+        mod = int8.integer_rewrite(tvm_builder.import_onnx(qdq))
+        int8.register_vnni_fix()
+    elif quant == "fp16":
+        report("importing into Relax; converting to fp16")
+        mod = tvm_builder.to_fp16(tvm_builder.import_onnx(spec["onnx_path"], clip_as_min_max=True))
+    else:
+        report("importing into Relax")
+        mod = tvm_builder.import_onnx(spec["onnx_path"])
     mod = tvm_builder.prepare(mod, target)
     work_dir = None
     if point["schedule"] == "metaschedule":
@@ -82,7 +143,8 @@ def run_candidate(spec: dict, report) -> dict:
     result["model_size_bytes"] = os.path.getsize(spec["artifact_path"])
 
     vm = LocalVM(spec["artifact_path"])
-    result.update(check_and_time(vm.run, vm.latency, "exact", spec, report))
+    numerics, rtol = NUMERICS[quant]
+    result.update(check_and_time(vm.run, vm.latency, numerics, {"rtol": rtol, **spec}, report))
     # accuracy: measured afterwards per variant (kind "accuracy"), see tuner.search
     result["wall_seconds"] = time.time() - t0
     result["status"] = "ok"
@@ -144,7 +206,9 @@ def main(argv: list[str]) -> int:
     with open(spec_path, encoding="utf-8") as f:
         spec = json.load(f)
     try:
-        if spec.get("kind") == "baseline":
+        if spec.get("kind") == "variant":
+            result = run_variant(spec, report)
+        elif spec.get("kind") == "baseline":
             result = run_baseline(spec, report)
         elif spec.get("kind") == "accuracy":
             result = run_accuracy(spec, report)

@@ -9,8 +9,10 @@ import pytest
 
 from tuner.cli import main
 
-TINY = ["--model", "shufflenetv2_fpn", "--input-size", "64x64", "--measure-budget", "0.5",
-        "--val-images", "8"]
+SPACE = ["--prune", "0", "--quant", "fp32"]
+TINY_MODEL = ["--model", "shufflenetv2_fpn", "--input-size", "64x64", "--measure-budget", "0.5",
+              *SPACE]
+TINY = [*TINY_MODEL, "--val-images", "8"]
 COCO_SAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
                            "coco-sample")
 
@@ -191,7 +193,7 @@ def test_real_coco_sample_and_its_errors(searched, tmp_path, capsys):
     imgs = os.path.join(COCO_SAMPLE, "images")
     rc = main(["search", "--target", "x86-vnni", "--log-dir", searched, "--schedules",
                "metaschedule:8", "--no-baselines", "--coco-ann", ann, "--coco-images", imgs,
-               "--max-people", "6", *TINY[:-2]])
+               "--max-people", "6", *TINY_MODEL])
     assert rc == 0
     out = capsys.readouterr().out
     assert "reused from the database" in out and "[accuracy]" in out
@@ -203,10 +205,10 @@ def test_real_coco_sample_and_its_errors(searched, tmp_path, capsys):
     bad = tmp_path / "det.json"
     bad.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
     err = _err(capsys, ["search", "--target", "x86-vnni", "--log-dir", str(tmp_path / "l"),
-                        "--coco-ann", str(bad), "--coco-images", imgs, *TINY[:-2]])
+                        "--coco-ann", str(bad), "--coco-images", imgs, *TINY_MODEL])
     assert "keypoint" in err.lower()
     err = _err(capsys, ["search", "--target", "x86-vnni", "--log-dir", str(tmp_path / "l"),
-                        "--coco-ann", ann, "--coco-images", str(tmp_path / "none"), *TINY[:-2]])
+                        "--coco-ann", ann, "--coco-images", str(tmp_path / "none"), *TINY_MODEL])
     assert "images" in err.lower()
 
 
@@ -234,3 +236,12 @@ def test_export_writes_a_runnable_bundle(searched, tmp_path, capsys):
                                atol=1e-3 * np.abs(got).max())
     assert "no candidate with id 9999" in _err(
         capsys, ["export", "9999", "--out", str(tmp_path / "x"), "--log-dir", searched])
+
+
+def test_pareto_plot_writes_a_png(searched, tmp_path, capsys):
+    out = tmp_path / "front.png"
+    assert main(["pareto", "--target", "x86-vnni", "--log-dir", searched, "--plot", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    assert main(["pareto", "--target", "x86-vnni", "--log-dir", searched, "--plot",
+                 str(tmp_path / "missing" / "f.png")]) == 2
+    assert "cannot plot" in capsys.readouterr().err

@@ -104,3 +104,38 @@ def test_best_under_constraints():
         best_under(rs, max_latency_ms=1)
     with pytest.raises(NoCandidate, match="no candidate has a measured accuracy"):
         best_under([rec()], min_ap=0.5)
+
+
+def test_variants_are_distinct_points(tmp_path):
+    db = ParetoDB(f"sqlite:///{tmp_path}/p.sqlite")
+    db.upsert(rec(prune_ratio=0.5, variant="l1-r8-ft0", finetune_steps=0))
+    db.upsert(rec(prune_ratio=0.5, variant="l1-r8-ft200", finetune_steps=200))
+    assert len(db.records()) == 2
+    r = db.find("h1", "x86-vnni", "tvm", 0.5, "fp32", "metaschedule", 64, "l1-r8-ft200")
+    assert r.finetune_steps == 200
+
+
+def test_v1_database_is_migrated_keeping_rows(tmp_path):
+    """A schema-v1 file (no variant / finetune_steps columns) opens as v2 with its rows."""
+    path = tmp_path / "v1.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("create table meta (key varchar(64) primary key, value varchar(256) not null)")
+    con.execute("insert into meta values ('schema_version', '1')")
+    con.execute("""create table candidates (id integer primary key autoincrement,
+        model_name varchar(128) not null, model_hash varchar(64) not null, target varchar(64) not null,
+        backend varchar(32) not null, prune_ratio float not null, quant varchar(16) not null,
+        schedule varchar(32) not null, trials integer not null, status varchar(16) not null,
+        latency_median_ms float, created_at varchar(40),
+        constraint uq_point unique (model_hash, target, backend, prune_ratio, quant, schedule, trials))""")
+    con.execute("""insert into candidates (model_name, model_hash, target, backend, prune_ratio,
+        quant, schedule, trials, status, latency_median_ms, created_at)
+        values ('m', 'h1', 'x86-vnni', 'tvm', 0.0, 'fp32', 'default', 0, 'ok', 12.5, 'then')""")
+    con.commit()
+    con.close()
+    db = ParetoDB(f"sqlite:///{path}")
+    (r,) = db.records()
+    assert r.id == 1 and r.latency_median_ms == 12.5 and r.variant == "" and r.created_at == "then"
+    assert db.find("h1", "x86-vnni", "tvm", 0.0, "fp32", "default", 0) is not None
+    con = sqlite3.connect(path)
+    assert con.execute("select value from meta").fetchone()[0] == str(SCHEMA_VERSION)
+    con.close()

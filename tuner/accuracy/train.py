@@ -14,7 +14,7 @@ Adam with a short linear warm-up and cosine decay.
 
 Command line::
 
-    python -m tuner.accuracy.train --model mobilenetv2_deconv --max-minutes 40
+    python -m tuner.accuracy.train --model shufflenetv2_fpn --max-minutes 140 --lr 2e-3
 
 The synthetic train / val splits are generated on first use under
 ``data_dir`` (deterministic from the seeds) and reused afterwards.  The
@@ -58,6 +58,7 @@ __all__ = [
     "weighted_mse",
     "lr_factor",
     "train",
+    "finetune",
     "default_threads",
     "evaluate_model",
     "save_checkpoint",
@@ -89,7 +90,7 @@ def default_checkpoint_path(model: str) -> Path:
 class TrainConfig:
     """Everything a training run depends on (stored in the checkpoint)."""
 
-    model: str = "mobilenetv2_deconv"
+    model: str = "shufflenetv2_fpn"
     input_size: tuple[int, int] = (256, 192)        # (H, W), multiples of 32
     width_mult: Optional[float] = None              # zoo factory width (None: its default)
     model_kwargs: tuple[tuple[str, Any], ...] = ()  # extra factory kwargs, e.g. (("fpn_channels", 64),)
@@ -584,7 +585,30 @@ def train(cfg: TrainConfig, progress: Optional[Callable[[str], None]] = print) -
         torch.set_num_threads(saved_threads)
 
 
-def _train(cfg: TrainConfig, progress: Optional[Callable[[str], None]]) -> TrainResult:
+def finetune(model: nn.Module, steps: int, input_size: Sequence[int], *,
+             data_dir: str = TrainConfig.data_dir, lr: float = 5e-4,
+             threads: Optional[int] = None,
+             progress: Optional[Callable[[str], None]] = None) -> nn.Module:
+    """Fine-tune ``model`` in place for ``steps`` steps on the synthetic train split (the
+    training recipe, without re-initialising the head or saving); returns it in eval mode.
+    Used after structured pruning to recover accuracy."""
+    if steps <= 0:
+        raise ValueError(f"fine-tuning needs steps > 0, got {steps}")
+    cfg = TrainConfig(model=type(model).__name__, input_size=tuple(int(v) for v in input_size),
+                      data_dir=data_dir, max_steps=int(steps), max_minutes=None, lr=lr,
+                      warmup_steps=min(50, max(1, steps // 10)), head_init_std=None,
+                      evaluate=False, threads=threads)
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(int(cfg.threads) if cfg.threads else default_threads())
+    try:
+        _train(cfg, progress, model=model, save=False)
+    finally:
+        torch.set_num_threads(saved_threads)
+    return model.eval()
+
+
+def _train(cfg: TrainConfig, progress: Optional[Callable[[str], None]],
+           model: Optional[nn.Module] = None, save: bool = True) -> TrainResult:
     from ..zoo import build_model
 
     log = progress or (lambda s: None)
@@ -607,10 +631,11 @@ def _train(cfg: TrainConfig, progress: Optional[Callable[[str], None]]) -> Train
         num_workers=cfg.num_workers, drop_last=True, pin_memory=False,
         persistent_workers=False, prefetch_factor=4 if cfg.num_workers > 0 else None)
 
-    model = build_model(cfg.model, (H, W), width_mult=cfg.width_mult, seed=cfg.seed,
-                        **dict(cfg.model_kwargs))
-    if cfg.head_init_std is not None:
-        _reinit_head(model, cfg.head_init_std, cfg.seed)
+    if model is None:
+        model = build_model(cfg.model, (H, W), width_mult=cfg.width_mult, seed=cfg.seed,
+                            **dict(cfg.model_kwargs))
+        if cfg.head_init_std is not None:
+            _reinit_head(model, cfg.head_init_std, cfg.seed)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     budget_s = cfg.max_minutes * 60.0 if cfg.max_minutes is not None else None
@@ -667,13 +692,21 @@ def _train(cfg: TrainConfig, progress: Optional[Callable[[str], None]]) -> Train
                 log(f"step {step:6d}  loss {recent:.3e}  lr {cfg.lr * f:.2e}  {ips:5.1f} img/s  "
                     f"elapsed {_fmt_s(el)}  eta {_fmt_s(eta)}")
                 last_log, last_log_step = now, step
-            if (cfg.eval_every_minutes and val_people is not None
+            if (save and cfg.eval_every_minutes and val_people is not None
                     and now - last_eval >= cfg.eval_every_minutes * 60.0):
                 te = time.perf_counter()
                 r = evaluate_model(model, _val_subset(val_people, cfg.eval_max_people), (H, W))
                 val_history.append((step, r.ap, r.pck))
                 log(f"step {step:6d}  val AP {r.ap:.3f}  PCK {r.pck:.3f}  "
                     f"({time.perf_counter() - te:.0f} s, not counted in the budget)")
+                # a checkpoint per evaluation: a long run that is killed still leaves weights
+                save_checkpoint(
+                    model, cfg.checkpoint_path, model_name=cfg.model, input_size=(H, W),
+                    width_mult=cfg.width_mult, model_kwargs=dict(cfg.model_kwargs),
+                    steps=step, minutes=(time.perf_counter() - t0) / 60.0,
+                    final_loss=float(np.mean([v for _, v in history[-20:]])), val_ap=r.ap,
+                    val_pck=r.pck, val_flip_test=False, interrupted=True,
+                    train_config=cfg.to_dict())
                 # keep the evaluation out of the training-time budget
                 pause = time.perf_counter() - te
                 t0 += pause
@@ -703,6 +736,10 @@ def _train(cfg: TrainConfig, progress: Optional[Callable[[str], None]]) -> Train
             f"AP50 {r.ap50:.3f}  AP75 {r.ap75:.3f}  AR {r.ar:.3f}  PCK {r.pck:.3f}  "
             f"({time.perf_counter() - te:.0f} s)")
 
+    if not save:
+        return TrainResult(steps=step, minutes=train_s / 60.0, final_loss=final_loss, val_ap=ap,
+                           val_pck=pck, checkpoint=None, images_per_s=ips,
+                           history=tuple(history), val_history=tuple(val_history), model=model)
     path = save_checkpoint(
         model, cfg.checkpoint_path, model_name=cfg.model, input_size=(H, W),
         width_mult=cfg.width_mult, model_kwargs=dict(cfg.model_kwargs),

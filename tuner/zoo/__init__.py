@@ -30,7 +30,7 @@ __all__ = [
     "structured_inputs",
 ]
 
-DEFAULT_MODEL = "mobilenetv2_deconv"
+DEFAULT_MODEL = "shufflenetv2_fpn"
 
 #: all backbones here have a stride-32 feature map, so inputs must divide by this
 INPUT_DIVISOR = 32

@@ -165,6 +165,12 @@ class ShuffleNetV2FPN(nn.Module):
         self.num_keypoints = num_keypoints
         self.output_stride = 4
 
+    def pruning_units(self) -> list[nn.Module]:
+        """What structured pruning may thin (see ``search_space.pruning``): the internal
+        channels of each unit's main branch.  The channel shuffle couples every unit's
+        output channels, so those stay."""
+        return [m.branch2 for m in self.modules() if isinstance(m, ShuffleUnit)]
+
     @staticmethod
     def _up(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, scale_factor=2.0, mode="nearest")
