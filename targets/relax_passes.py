@@ -62,6 +62,38 @@ def subpixel_weight(w_iohw: np.ndarray, s: tuple[int, int], plans) -> np.ndarray
     return w.reshape(cout * sh * sw, cin, kwh, kww)
 
 
+def subpixel_phase_weights(w: np.ndarray, s, plans, in_shape):
+    """The ``sh * sw`` phases of a stride-``s`` deconvolution as plain convolutions.
+
+    ``w`` is the ConvTranspose weight (I, O, KH, KW); ``plans`` the two
+    :func:`subpixel_plan` results (rows, columns). Returns, per phase in (row, column)
+    order, ``((top, left, bottom, right) padding, first input row, first input column,
+    conv weight (O, I, taps_h, taps_w))``, or None when a phase has no taps or needs
+    negative padding.
+    """
+    (_, _, taps_h, ph_lo, ph_hi, qh), (_, _, taps_w, pw_lo, pw_hi, qw) = plans
+    sh, sw = s
+    if any(not t for t in taps_h) or any(not t for t in taps_w):
+        return None
+    phases = []
+    for ry in range(sh):
+        jy = sorted(taps_h[ry])
+        for rx in range(sw):
+            jx = sorted(taps_w[rx])
+            ty, tx = len(jy), len(jx)
+            top, left = ph_lo - jy[0][0], pw_lo - jx[0][0]
+            bottom = qh + ty - 1 - in_shape[2] - top
+            right = qw + tx - 1 - in_shape[3] - left
+            if min(top, left, bottom, right) < 0 or bottom > ph_hi or right > pw_hi:
+                return None
+            wp = np.empty((w.shape[1], w.shape[0], ty, tx), dtype=w.dtype)
+            for a, (_, ky) in enumerate(jy):
+                for b, (_, kx) in enumerate(jx):
+                    wp[:, :, a, b] = w[:, :, ky, kx].T
+            phases.append(((top, left, bottom, right), jy[0][0], jx[0][0], wp))
+    return phases
+
+
 @expr_functor.mutator
 class _SubPixelMutator(PyExprMutator):
     def __init__(self, mod: IRModule):
@@ -86,26 +118,10 @@ class _SubPixelMutator(PyExprMutator):
         grouped conv (one tuning task per layer). Otherwise one conv2d per phase. None
         when a phase has no taps or needs negative padding (then the dense form is used).
         """
-        (_, _, taps_h, ph_lo, ph_hi, qh), (_, _, taps_w, pw_lo, pw_hi, qw) = plans
-        sh, sw = s
-        if any(not t for t in taps_h) or any(not t for t in taps_w):
+        (_, _, _, ph_lo, ph_hi, qh), (_, _, _, pw_lo, pw_hi, qw) = plans
+        phases = subpixel_phase_weights(w, s, plans, in_shape)
+        if phases is None:
             return None
-        phases = []
-        for ry in range(sh):
-            jy = sorted(taps_h[ry])
-            for rx in range(sw):
-                jx = sorted(taps_w[rx])
-                ty, tx = len(jy), len(jx)
-                top, left = ph_lo - jy[0][0], pw_lo - jx[0][0]
-                bottom = qh + ty - 1 - in_shape[2] - top
-                right = qw + tx - 1 - in_shape[3] - left
-                if min(top, left, bottom, right) < 0 or bottom > ph_hi or right > pw_hi:
-                    return None
-                wp = np.empty((w.shape[1], w.shape[0], ty, tx), dtype=w.dtype)
-                for a, (_, ky) in enumerate(jy):
-                    for b, (_, kx) in enumerate(jx):
-                        wp[:, :, a, b] = w[:, :, ky, kx].T
-                phases.append(((top, left, bottom, right), jy[0][0], jx[0][0], wp))
         bb = self.builder_
         if len({p[3].shape for p in phases}) == 1:
             padded = bb.emit(relax.op.nn.pad(

@@ -77,6 +77,8 @@ def prepare(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
             [
                 relax.transform.DecomposeOpsForInference(),
                 relax.transform.CanonicalizeBindings(),
+                # folds dequantize(const) weights of QDQ models, so the rewrite sees them
+                relax.transform.FoldConstant(),
                 SubPixelConvTranspose(),
                 relax.transform.FoldConstant(),
                 relax.transform.LegalizeOps(),

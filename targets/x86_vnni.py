@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .base import Target, TargetUnavailable
 
-#: A CPU name that LLVM knows and that has AVX-512 VNNI: used when the host is not one.
+#: The CPU name LLVM compiles for: AVX-512 VNNI, and correct code for int8 epilogues.
 FALLBACK_MCPU = "cascadelake"
 
 
@@ -28,25 +28,15 @@ def host_has_vnni() -> bool:
 
 
 def host_mcpu() -> str:
-    """LLVM's name for this CPU if it has VNNI (e.g. ``znver4``), else ``cascadelake``.
+    """The LLVM CPU the x86-vnni target compiles for: ``cascadelake`` (AVX-512 + VNNI).
 
-    Reads LLVM's host detection only when TVM is already imported, so listing targets
-    stays instant; otherwise maps a few well-known cases from /proc/cpuinfo.
+    Not the host's own name: with TVM 0.27's LLVM 22, ``znver4`` / ``znver5`` code for some
+    tuned int8 requantize loops is wrong (every other output position of an int32->float32
+    conversion), about one tuned build in three; the same schedules built for
+    ``cascadelake`` are exact. Zen 4/5, Ice Lake and Sapphire Rapids run Cascade Lake code
+    (AVX-512F/BW/DQ/VL + VNNI), so one target serves every VNNI machine and shares one
+    tuning database.
     """
-    import sys
-
-    if not host_has_vnni():
-        return FALLBACK_MCPU
-    if "tvm" in sys.modules:
-        from tvm.target import codegen
-
-        name = str(codegen.llvm_get_system_cpu())
-        if name and name != "generic":
-            return name
-    flags = cpu_flags()
-    # Zen 4 / Zen 5 expose avx512_bf16 + avx512_vnni + an AMD-only flag.
-    if "avx512_bf16" in flags and ("sse4a" in flags or "svm" in flags):
-        return "znver4"
     return FALLBACK_MCPU
 
 

@@ -31,11 +31,10 @@ def calibration_crops(input_hw: tuple[int, int], n: int, log_dir: str,
     from .accuracy.evaluate import crop_instance
 
     pre = preprocess or Preprocess()
-    n_images = max(8, (n + 1) // 2)  # ~2 people per generated image
-    spec = synthetic_val(log_dir, n_images=n_images, seed=CALIBRATION_SEED)
+    spec = synthetic_val(log_dir, n_images=max(8, n), seed=CALIBRATION_SEED)  # >= 1 person each
     people = load_coco_keypoints(spec.ann_path, spec.images_dir)[:n]
-    if not people:
-        raise ValueError("the calibration split has no people")
+    if len(people) < n:
+        raise ValueError(f"the calibration split has {len(people)} people, {n} asked")
     out, cache = [], {}
     for p in people:
         img = cache.get(p.image_path)

@@ -19,7 +19,7 @@ from .records import CandidateRecord
 
 SCHEMA_VERSION = 2
 KEY_FIELDS = ("model_hash", "target", "backend", "prune_ratio", "quant", "schedule", "trials",
-              "variant")
+              "variant", "target_config")
 
 
 class DatabaseError(RuntimeError):
@@ -67,6 +67,7 @@ class ParetoDB:
             "backend": sa.String(32), "prune_ratio": sa.Float, "quant": sa.String(16),
             "schedule": sa.String(32), "trials": sa.Integer, "status": sa.String(16),
             "variant": sa.String(128), "finetune_steps": sa.Integer,
+            "target_config": sa.String(64),
             "error": sa.Text, "input_shape": sa.String(64), "latency_runs": sa.Integer,
             "model_size_bytes": sa.BigInteger, "param_count": sa.BigInteger,
             "artifact_path": sa.Text, "model_path": sa.Text,
@@ -123,8 +124,9 @@ class ParetoDB:
                                 f"{str(exc).splitlines()[0]}") from None
 
     def _migrate_v1(self, conn) -> None:
-        """v1 -> v2: the ``variant`` key column and ``finetune_steps`` (rows keep their ids;
-        v1 rows are plain-model points: variant '', not fine-tuned)."""
+        """v1 -> v2: the ``variant`` and ``target_config`` key columns and ``finetune_steps``
+        (rows keep their ids; v1 rows are plain-model points: variant '', target config
+        unknown (''), not fine-tuned)."""
         sa = self.sa
         old = sa.Table("candidates", sa.MetaData(), autoload_with=conn)
         rows = [dict(r._mapping) for r in conn.execute(sa.select(old))]
@@ -132,6 +134,7 @@ class ParetoDB:
         self.candidates.create(conn)
         for r in rows:
             r.setdefault("variant", "")
+            r.setdefault("target_config", "")
             r.setdefault("finetune_steps", 0 if r.get("prune_ratio") else None)
             conn.execute(self.candidates.insert().values(
                 **{k: v for k, v in r.items() if k in self.candidates.c}))
@@ -145,12 +148,13 @@ class ParetoDB:
         return CandidateRecord(**d)
 
     def find(self, model_hash: str, target: str, backend: str, prune_ratio: float,
-             quant: str, schedule: str, trials: int, variant: str = "") -> CandidateRecord | None:
+             quant: str, schedule: str, trials: int, variant: str = "",
+             target_config: str = "") -> CandidateRecord | None:
         c = self.candidates.c
         q = self.sa.select(self.candidates).where(
             c.model_hash == model_hash, c.target == target, c.backend == backend,
             c.prune_ratio == prune_ratio, c.quant == quant, c.schedule == schedule,
-            c.trials == trials, c.variant == variant,
+            c.trials == trials, c.variant == variant, c.target_config == target_config,
         )
         with self.engine.connect() as conn:
             row = conn.execute(q).first()

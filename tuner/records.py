@@ -30,6 +30,8 @@ class CandidateRecord:
     #: how the variant was made beyond the key ('' for the plain model): pruning
     #: importance / rounding / fine-tuning steps, int8 calibration (SearchSpace.variant_tag)
     variant: str = ""
+    #: digest of the exact TVM target (CPU, cores) the point was built and timed for
+    target_config: str = ""
     finetune_steps: int | None = None  # fine-tuning steps after pruning (0: not fine-tuned)
     error: str | None = None
     input_shape: str | None = None

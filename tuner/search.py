@@ -86,9 +86,14 @@ def check_log_dir(path: str) -> None:
         raise SearchError(f"log directory {path} is not writable; pass --log-dir with a writable place")
 
 
+def target_digest(tvm_target: dict) -> str:
+    """Identifies the exact TVM target (CPU, cores): database rows and tuning records of
+    one target configuration are never used for another."""
+    return hashlib.sha256(json.dumps(tvm_target, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def tuning_dir(log_dir: str, target_name: str, tvm_target: dict) -> str:
-    digest = hashlib.sha256(json.dumps(tvm_target, sort_keys=True).encode()).hexdigest()[:8]
-    return os.path.join(log_dir, "tuning", f"{target_name}-{digest}")
+    return os.path.join(log_dir, "tuning", f"{target_name}-{target_digest(tvm_target)}")
 
 
 @dataclass(frozen=True)
@@ -168,8 +173,10 @@ def _record(key: dict, model: PreparedModel, result: dict, t0: float,
 
 
 def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB, threads: int,
-                  say: Callable[[str], None], run_root: str, art_root: str) -> list[CandidateRecord]:
-    """Measure the target's baselines with the same harness; skipped ones keep their reason."""
+                  say: Callable[[str], None], run_root: str, art_root: str,
+                  config: str = "") -> list[CandidateRecord]:
+    """Measure the target's baselines with the same harness; skipped ones keep their reason.
+    ``config`` is the target configuration digest (:func:`target_digest`) the rows belong to."""
     from targets.baselines import BaselineUnavailable, get_baseline
 
     records = []
@@ -178,7 +185,8 @@ def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB,
         bl = get_baseline(name)
         head = f"[baseline {i}/{len(names)}] {name}"
         key = dict(model_hash=model.model_hash, target=target.name, backend=bl.backend,
-                   prune_ratio=0.0, quant=bl.quant, schedule="vendor", trials=0)
+                   prune_ratio=0.0, quant=bl.quant, schedule="vendor", trials=0,
+                   target_config=config)
         old = db.find(**key)
         if old is not None and not cfg.force and (
                 cfg.accuracy is None or old.status != "ok"
@@ -271,6 +279,7 @@ class _PointRunner:
         self.tvm_target, self.threads, self.tun_dir = tvm_target, threads, tun_dir
         self.run_root, self.art_root, self.say = run_root, art_root, say
         self.t_start, self.n_points = t_start, n_points
+        self.target_config = target_digest(tvm_target)
         self.records: list[CandidateRecord] = []
         self.ran = self.reused = 0
         self.run_times: list[float] = []
@@ -291,7 +300,7 @@ class _PointRunner:
         tag = cfg.space.variant_tag(point)
         key = dict(model_hash=model.model_hash, target=self.target.name, backend="tvm",
                    prune_ratio=point.prune_ratio, quant=point.quant, schedule=point.schedule,
-                   trials=point.trials, variant=tag)
+                   trials=point.trials, variant=tag, target_config=self.target_config)
         old = self.db.find(**key)
         if old is not None and not cfg.force:
             say(f"{head}: reused from the database ({old.status}"
@@ -427,6 +436,7 @@ def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
     if cfg.accuracy is not None:
         records = accuracy_pass(cfg, model, db, records, threads, say, run_root)
     if cfg.baselines:
-        records += run_baselines(cfg, target, model, db, threads, say, run_root, art_root)
+        records += run_baselines(cfg, target, model, db, threads, say, run_root, art_root,
+                                 target_digest(tvm_target))
     front = pareto_front(db.records(target=target.name, model_hash=model.model_hash))
     return SearchOutcome(model, records, front, ran, reused, time.time() - t_start)

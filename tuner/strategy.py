@@ -65,7 +65,8 @@ def optuna_search(cfg, points: list[SearchPoint], runner, say: Callable[[str], N
         rec = runner.db.find(model_hash=runner.model.model_hash, target=runner.target.name,
                              backend="tvm", prune_ratio=p.prune_ratio, quant=p.quant,
                              schedule=p.schedule, trials=p.trials,
-                             variant=cfg.space.variant_tag(p))
+                             variant=cfg.space.variant_tag(p),
+                             target_config=runner.target_config)
         if rec is None or cfg.force:
             continue
         rec = runner.evaluate(p)  # counts it as reused, keeps it in the outcome

@@ -107,6 +107,7 @@ def run_candidate(spec: dict, report) -> dict:
         from targets import int8
 
         report(f"quantizing to int8 (calibration: {spec['calibration']})")
+        os.makedirs(os.path.dirname(spec["artifact_path"]), exist_ok=True)
         qdq = int8.quantize_qdq(spec["onnx_path"], np.load(spec["calib_npy"]),
                                 spec["artifact_path"][:-3] + ".qdq.onnx", method=spec["calibration"])
         # the reference is the quantized model run by ONNX Runtime: same integer maths

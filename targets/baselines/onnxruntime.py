@@ -1,5 +1,5 @@
 """ONNX Runtime on the CPU: FP32, and static INT8 in QDQ form (u8 activations, s8
-per-channel weights, min-max calibration)."""
+per-channel weights, min-max calibration; see :func:`targets.int8.quantize_qdq`)."""
 
 from __future__ import annotations
 
@@ -27,28 +27,13 @@ class ORTBaselineSession(Session):
 
 
 def quantize_qdq(onnx_path: str, out_path: str, calib: np.ndarray) -> str:
-    """Static INT8 QDQ model of ``onnx_path`` calibrated on ``calib`` (N, C, H, W)."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static,
-    )
-    import onnxruntime as ort
+    """Static INT8 QDQ model of ``onnx_path`` calibrated on ``calib`` (N, C, H, W), min-max.
 
-    name = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    The one implementation is :func:`targets.int8.quantize_qdq` (note its argument order).
+    """
+    from ..int8 import quantize_qdq as _quantize_qdq
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(calib[i:i + 1] for i in range(len(calib)))
-
-        def get_next(self):
-            x = next(self.it, None)
-            return None if x is None else {name: np.ascontiguousarray(x, np.float32)}
-
-    quantize_static(
-        onnx_path, out_path, Reader(), quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-        calibrate_method=CalibrationMethod.MinMax,
-    )
-    return out_path
+    return _quantize_qdq(onnx_path, calib, out_path, method="minmax")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,237 @@
+"""Integer int8 compute for QDQ models (targets/int8.py): the rewrite, numerics vs ONNX
+Runtime running the same QDQ model, calibration options, and (slow) VNNI code."""
+
+import re
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tvm")
+pytest.importorskip("onnxruntime")
+
+
+def _export(module, shape, path):
+    import torch
+
+    torch.onnx.export(module.eval(), (torch.randn(*shape),), str(path), input_names=["input"],
+                      output_names=["out"], opset_version=17, dynamo=False)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def conv_qdq(tmp_path_factory):
+    """(fp32 path, QDQ path): 3x3 / 1x1 / depthwise convs and a 4x4 stride-2
+    deconvolution with ReLU, input 1x3x64x48."""
+    import torch
+
+    from targets.int8 import quantize_qdq
+
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = torch.nn.Conv2d(3, 24, 3, 2, 1)
+            self.c2 = torch.nn.Conv2d(24, 32, 3, 1, 1)
+            self.dw = torch.nn.Conv2d(32, 32, 3, 1, 1, groups=32)
+            self.pw = torch.nn.Conv2d(32, 40, 1)
+            self.de = torch.nn.ConvTranspose2d(40, 24, 4, 2, 1, bias=False)
+            self.out = torch.nn.Conv2d(24, 17, 1, bias=False)
+
+        def forward(self, x):
+            x = torch.relu(self.c1(x))
+            x = torch.relu(self.c2(x))
+            x = torch.relu(self.pw(torch.relu(self.dw(x))))
+            return self.out(torch.relu(self.de(x)))
+
+    d = tmp_path_factory.mktemp("int8")
+    fp32 = _export(Net(), (1, 3, 64, 48), d / "net.onnx")
+    calib = np.random.default_rng(0).standard_normal((4, 3, 64, 48)).astype(np.float32)
+    return fp32, quantize_qdq(fp32, calib, str(d / "net.qdq.onnx"))
+
+
+def _ort(path, x):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def _out_step(path) -> float:
+    """The output's quantization step (scale of the last DequantizeLinear)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(path)
+    inits = {i.name: i for i in model.graph.initializer}
+    out = model.graph.output[0].name
+    node = next(n for n in model.graph.node if out in n.output)
+    assert node.op_type == "DequantizeLinear"
+    return float(numpy_helper.to_array(inits[node.input[1]]))
+
+
+def _tvm(mod, x, target=None, work_dir=None):
+    import tvm
+    from tvm import relax
+
+    from targets import tvm_builder
+
+    target = target or tvm.target.Target({"kind": "llvm", "num-cores": 1})
+    mod = tvm_builder.prepare(mod, target)
+    ex = tvm_builder.compile_module(mod, target, work_dir)
+    vm = relax.VirtualMachine(ex, tvm.cpu())
+    return vm["main"](tvm.runtime.tensor(x)).numpy(), ex
+
+
+def _check(path, mod, shape, **kw):
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    y, ex = _tvm(mod, x, **kw)
+    ref = _ort(path, x)
+    assert ref.std() > 0 and np.unique(ref).size > 10, "vacuous reference"
+    d = np.abs(y - ref) / _out_step(path)
+    within = float(np.mean(d <= 1.001))
+    assert within > 0.99 and d.max() <= 2.001, (within, d.max())
+    return ex
+
+
+def test_unknown_calibration_method(tmp_path):
+    from targets.int8 import quantize_qdq
+
+    with pytest.raises(ValueError, match="calibration method 'median'.*minmax"):
+        quantize_qdq(str(tmp_path / "none.onnx"), np.zeros((1, 3, 8, 8), np.float32),
+                     str(tmp_path / "out.onnx"), method="median")
+
+
+def test_rewrite_produces_integer_ops(conv_qdq):
+    from targets import tvm_builder
+    from targets.int8 import integer_reductions, integer_rewrite
+
+    mod = tvm_builder.import_onnx(conv_qdq[1])
+    assert integer_reductions(mod) == []
+    stats = {}
+    out = integer_rewrite(mod, stats)
+    # c1, c2, pw, out and the deconvolution (4 sub-pixel phase convs) are integer; the
+    # depthwise conv stays float
+    assert stats == {"conv2d": 4, "conv2d_transpose": 1, "dense": 0}
+    text = out["main"].script(show_meta=False)
+    assert text.count("R.call_tir(conv2d_NCHWc_int8_requant") == 8
+    assert len(integer_reductions(out)) == 5  # the 4 phase convs share one function
+    assert text.count("R.nn.conv2d(") == 1 and "groups=32" in text
+    # consecutive integer layers exchange packed activations: packed once for c1 (c2
+    # reads c1's packed output) and once for pw (read by de, whose output out reads);
+    # unpacked for the depthwise conv and at the end
+    assert text.count("R.call_tir(pack_int8") == 2
+    assert text.count("R.call_tir(unpack_int8") == 2
+
+
+def test_numerics_match_onnxruntime_qdq(conv_qdq):
+    from targets import tvm_builder
+    from targets.int8 import integer_rewrite
+
+    path = conv_qdq[1]
+    _check(path, integer_rewrite(tvm_builder.import_onnx(path)), (1, 3, 64, 48))
+
+
+def test_dense_and_signed_activations(tmp_path):
+    """Gemm / MatMul become integer dense; an s8-activation conv (hand-written QDQ graph,
+    shifted to u8 for VNNI) and a ReLU between conv and QuantizeLinear also match ORT."""
+    import onnx
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+
+    from targets import tvm_builder
+    from targets.int8 import integer_rewrite, quantize_qdq
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, 2, 1), torch.nn.ReLU(), torch.nn.Flatten(),
+        torch.nn.Linear(16 * 8 * 8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 20))
+    fp32 = _export(net, (1, 3, 16, 16), tmp_path / "mlp.onnx")
+    calib = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    qdq = quantize_qdq(fp32, calib, str(tmp_path / "mlp.qdq.onnx"), method="percentile")
+    stats = {}
+    _check(qdq, integer_rewrite(tvm_builder.import_onnx(qdq), stats), (1, 3, 16, 16))
+    assert stats == {"conv2d": 1, "conv2d_transpose": 0, "dense": 2}
+
+    rng = np.random.default_rng(0)
+    cin, cout = 8, 20
+    sx, sw = np.float32(0.02), rng.uniform(0.002, 0.01, cout).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(np.array(sx), "sx"),
+        numpy_helper.from_array(np.array(3, np.int8), "zx"),
+        numpy_helper.from_array(rng.integers(-127, 128, (cout, cin, 3, 3)).astype(np.int8), "wq"),
+        numpy_helper.from_array(sw, "sw"),
+        numpy_helper.from_array(np.zeros(cout, np.int8), "zw"),
+        numpy_helper.from_array(rng.integers(-3000, 3000, cout).astype(np.int32), "bq"),
+        numpy_helper.from_array(sx * sw, "sb"),
+        numpy_helper.from_array(np.zeros(cout, np.int32), "zb"),
+        numpy_helper.from_array(np.array(0.05, np.float32), "sy"),
+        numpy_helper.from_array(np.array(-100, np.int8), "zy"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["input", "sx", "zx"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xf"]),
+        helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wf"], axis=0),
+        helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["bf"], axis=0),
+        helper.make_node("Conv", ["xf", "wf", "bf"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("QuantizeLinear", ["r", "sy", "zy"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "s8", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, cin, 12, 10])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, cout, 12, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = str(tmp_path / "s8.onnx")
+    onnx.save(model, path)
+    stats = {}
+    _check(path, integer_rewrite(tvm_builder.import_onnx(path), stats), (1, cin, 12, 10))
+    assert stats["conv2d"] == 1
+
+
+@pytest.mark.slow  # imports every TVM tensor intrinsic (~40 s here; tuning does anyway)
+def test_register_vnni_fix_is_idempotent():
+    from tvm.s_tir import TensorIntrin
+
+    from targets.int8 import register_vnni_fix
+
+    name = register_vnni_fix()
+    assert register_vnni_fix() == name
+    impl = TensorIntrin.get(name).impl.script()
+    assert "vpdpbusd" in impl and "int8x64" in impl
+
+
+@pytest.mark.slow
+def test_vnni_tuned_int8_uses_vpdpbusd(conv_qdq, tmp_path):
+    """A few MetaSchedule trials on a VNNI target: every integer conv uses vpdpbusd and the
+    tuned module still matches ONNX Runtime."""
+    import tvm
+
+    from targets import tvm_builder
+    from targets.int8 import SAFE_VNNI_MCPU, integer_rewrite, register_vnni_fix, vpdpbusd_count
+    from targets.x86_vnni import host_has_vnni
+
+    if not host_has_vnni():
+        pytest.skip("host has no AVX-512 VNNI")
+    # not the host's znver5: LLVM 22 miscompiles some tuned epilogues for Zen (see
+    # SAFE_VNNI_MCPU)
+    target = tvm.target.Target({"kind": "llvm", "mcpu": SAFE_VNNI_MCPU, "num-cores": 1})
+    path = conv_qdq[1]
+    mod = tvm_builder.prepare(integer_rewrite(tvm_builder.import_onnx(path)), target)
+    register_vnni_fix()
+    stats = tvm_builder.tune(mod, target, str(tmp_path / "db"), 32)
+    assert stats.trials_measured > 0
+    ex = _check(path, integer_rewrite(tvm_builder.import_onnx(path)), (1, 3, 64, 48),
+                target=target, work_dir=str(tmp_path / "db"))
+    counts = vpdpbusd_count(ex)
+    # every integer conv function (c1, c2, pw, out, the deconvolution's phase conv) has
+    # vpdpbusd in one of its code blocks (..._compute_, ..._prepacked_compute_)
+    asm = "\n".join(m.inspect_source("asm") for m in ex.mod.imports)
+
+    def base(label):
+        return re.sub(r"(_prepacked)?_compute_$", "", label)
+
+    convs = {base(f) for f in re.findall(r"^(conv2d_NCHWc_int8\w*_compute_):", asm, re.M)
+             if "weight_prepack" not in f}  # weight re-layouts left unfolded
+    assert len(convs) == 5 and convs <= {base(f) for f in counts}, (convs, counts)
