@@ -125,6 +125,13 @@ def run_candidate(spec: dict, report) -> dict:
     work_dir = None
     if point["schedule"] == "metaschedule":
         work_dir = spec["tuning_dir"]
+        if target.kind.name == "llvm":
+            # MetaSchedule's x86 rules may pick the VNNI intrinsic for any integer
+            # reduction, and records in the shared database may carry it: register it
+            # (LLVM 22-compatible version) for fp32 candidates too
+            from targets import int8
+
+            int8.register_vnni_fix()
         stats = tvm_builder.tune(mod, target, work_dir, int(point["trials"]), report=report,
                                  runner_timeout_s=spec.get("runner_timeout_s", 60))
         result["tune_trials_run"] = stats.trials_run

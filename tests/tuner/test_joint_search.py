@@ -23,8 +23,11 @@ def rows(logs, cols="prune_ratio, quant, variant, status, param_count, flops, re
 
 def test_pruned_and_fp16_points(tmp_path, capsys):
     logs = str(tmp_path / "logs")
-    assert main(["search", "--target", "x86-vnni", "--log-dir", logs, "--prune", "0,0.5",
-                 "--quant", "fp32,fp16", *MODEL]) == 0
+    space = tmp_path / "space.toml"
+    space.write_text("[pruning]\nratios = [0, 0.5]\nfinetune_steps = 0\n"
+                     "[quantization]\nmodes = ['fp32', 'fp16']\n")
+    assert main(["search", "--target", "x86-vnni", "--log-dir", logs, "--space", str(space),
+                 *MODEL]) == 0
     got = rows(logs)
     assert [(p, q, v, s) for p, q, v, s, *_ in got] == [
         (0.0, "fp16", "", "ok"), (0.0, "fp32", "", "ok"),
@@ -36,8 +39,8 @@ def test_pruned_and_fp16_points(tmp_path, capsys):
     # the pruned variant is a smaller ONNX model of its own, reused on the next run
     (onnx_pruned,) = [f for f in os.listdir(os.path.join(logs, "models")) if "-p0.50-" in f
                       and f.endswith(".onnx")]
-    assert main(["search", "--target", "x86-vnni", "--log-dir", logs, "--prune", "0,0.5",
-                 "--quant", "fp32,fp16", *MODEL]) == 0
+    assert main(["search", "--target", "x86-vnni", "--log-dir", logs, "--space", str(space),
+                 *MODEL]) == 0
     assert capsys.readouterr().out.count("reused from the database") == 4
 
 
@@ -77,8 +80,11 @@ def test_interrupted_search_resumes_without_losing_points(tmp_path):
 def test_optuna_strategy_samples_and_resumes(tmp_path, capsys):
     """NSGA-II picks points from the space; a second run starts from what the database holds."""
     logs = str(tmp_path / "logs")
-    args = ["search", "--target", "x86-vnni", "--log-dir", logs, "--prune", "0,0.5",
-            "--quant", "fp32,fp16", "--strategy", "nsga2", "--n-trials", "2",
+    space = tmp_path / "space.toml"
+    space.write_text("[pruning]\nratios = [0, 0.5]\nfinetune_steps = 0\n"
+                     "[quantization]\nmodes = ['fp32', 'fp16']\n")
+    args = ["search", "--target", "x86-vnni", "--log-dir", logs, "--space", str(space),
+            "--strategy", "nsga2", "--n-trials", "2",
             "--model", "shufflenetv2_fpn", "--input-size", "64x64", "--measure-budget", "0.3",
             "--no-baselines", "--val-images", "2", "--schedules", "default"]
     assert main(args) == 0

@@ -50,7 +50,7 @@ def _spatial_ratio(y: torch.Tensor) -> torch.Tensor:
 
 
 def test_registry():
-    assert DEFAULT_MODEL == "mobilenetv2_deconv"
+    assert DEFAULT_MODEL == "shufflenetv2_fpn"
     assert set(MODELS) == {"mobilenetv2_deconv", "shufflenetv2_fpn"}
     assert MODELS == sorted(ZOO)
     for name, spec in ZOO.items():
@@ -125,7 +125,7 @@ def test_deterministic_init_and_global_rng_untouched():
 
 
 def test_factory_kwargs():
-    m = build_model(DEFAULT_MODEL, input_size=(64, 64), width_mult=WIDTH,
+    m = build_model("mobilenetv2_deconv", input_size=(64, 64), width_mult=WIDTH,
                     deconv_channels=32, num_deconv=3, num_keypoints=5)
     with torch.no_grad():
         y = m(structured_inputs(1, (64, 64)))
@@ -171,12 +171,15 @@ def test_params_and_flops(built):
     assert count_flops(model, (2 * SIZE[0], 2 * SIZE[1])) == 4 * flops
 
 
-def test_default_model_flops_at_256x192():
+def test_model_flops_at_256x192():
     # weights don't matter for counting: build cheaply at a tiny size
-    model = build_model(DEFAULT_MODEL, input_size=(64, 64))
+    model = build_model("mobilenetv2_deconv", input_size=(64, 64))
     flops = count_flops(model, (256, 192))
     assert 2.5e9 < flops < 3.8e9, flops
     assert 8e6 < count_params(model) < 11e6
+    model = build_model(DEFAULT_MODEL, input_size=(64, 64))
+    assert 0.25e9 < count_flops(model, (256, 192)) < 0.35e9
+    assert 0.8e6 < count_params(model) < 0.95e6
 
 
 def test_default_model_varies_at_full_size():
