@@ -11,10 +11,10 @@ OBJECTIVES = (("latency_median_ms", -1), ("ap", +1), ("model_size_bytes", -1))
 
 
 def active_objectives(records: Sequence[CandidateRecord]) -> list[tuple[str, int]]:
-    """The objectives that every record has a value for (AP is absent until measured)."""
+    """The objectives that some record has a value for (AP is absent until measured)."""
     return [
         (f, s) for f, s in OBJECTIVES
-        if records and all(getattr(r, f) is not None for r in records)
+        if records and any(getattr(r, f) is not None for r in records)
     ]
 
 
@@ -39,6 +39,9 @@ def pareto_front(records: Sequence[CandidateRecord]) -> list[CandidateRecord]:
     if any(not r.emulated for r in ok):
         ok = [r for r in ok if not r.emulated]
     objectives = active_objectives(ok)
+    # a record lacking a measured objective (AP of a latency-only run) cannot be compared
+    # on it: the front is over the records that have them all
+    ok = [r for r in ok if all(getattr(r, f) is not None for f, _ in objectives)]
     front = [r for r in ok if not any(dominates(o, r, objectives) for o in ok if o is not r)]
     return sorted(front, key=lambda r: r.latency_median_ms)
 

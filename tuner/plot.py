@@ -37,7 +37,8 @@ def plot_front(records: Sequence[CandidateRecord], front: Sequence[CandidateReco
             ax.scatter([r.latency_median_ms for r in g], [r.ap for r in g],
                        marker=markers.get(quant, "x"), s=40, alpha=0.75,
                        label=f"{backend} {quant}",
-                       edgecolors=["black" if r.id in front_ids else "none" for r in g])
+                       edgecolors="black",
+                       linewidths=[1.3 if r.id in front_ids else 0.0 for r in g])
     fr = sorted((r for r in pts if r.id in front_ids), key=lambda r: r.latency_median_ms)
     if fr:
         ax.step([r.latency_median_ms for r in fr], [r.ap for r in fr], where="post",

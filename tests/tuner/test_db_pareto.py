@@ -139,3 +139,12 @@ def test_v1_database_is_migrated_keeping_rows(tmp_path):
     con = sqlite3.connect(path)
     assert con.execute("select value from meta").fetchone()[0] == str(SCHEMA_VERSION)
     con.close()
+
+
+def test_front_ignores_points_without_a_measured_accuracy():
+    """A latency-only row (AP None) neither joins nor hides the accuracy front."""
+    a = rec(id=1, latency_median_ms=10.0, ap=0.5)
+    b = rec(id=2, latency_median_ms=20.0, ap=0.6)
+    c = rec(id=3, latency_median_ms=5.0, ap=None)
+    assert {r.id for r in pareto_front([a, b, c])} == {1, 2}
+    assert {r.id for r in pareto_front([c])} == {3}
