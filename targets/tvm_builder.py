@@ -221,6 +221,17 @@ def allocate_trials(flops: list[float], max_trials: int) -> list[int]:
     return out
 
 
+def _register_intrinsics(target: tvm.target.Target) -> None:
+    """Tensor intrinsics that tuning, and applying tuning records, may use: on CPU targets,
+    x86 VNNI (in its LLVM 22-compatible form, :func:`targets.int8.register_vnni_fix`).
+    MetaSchedule's x86 rules may pick it for any int8 reduction, and records in the shared
+    database may carry it, so fp32 builds need it registered too."""
+    if target.kind.name == "llvm":
+        from .int8 import register_vnni_fix
+
+        register_vnni_fix()
+
+
 def tune(
     mod: tvm.IRModule,
     target: tvm.target.Target,
@@ -240,6 +251,7 @@ def tune(
     from tvm.s_tir.analysis import estimate_tir_flops
 
     t0 = time.time()
+    _register_intrinsics(target)
     db = open_database(work_dir)
     tasks = [
         t
@@ -342,6 +354,7 @@ def compile_module(
     """Build a prepared module; with ``work_dir``, apply its tuning database first and
     fold the weight-layout rewrites the chosen schedules ask for into the constants."""
     if work_dir is not None:
+        _register_intrinsics(target)
         db = open_database(work_dir)
         with target, db, tvm.transform.PassContext(opt_level=3):
             mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)

@@ -109,13 +109,17 @@ class ModelVariant:
     finetune_steps: int | None
     error: str | None = None
 
+    @classmethod
+    def unpruned(cls, model: PreparedModel) -> "ModelVariant":
+        return cls(0.0, "", model.onnx_path, model.param_count, model.flops, None)
+
 
 def make_variant(cfg: SearchConfig, model: PreparedModel, ratio: float,
                  say: Callable[[str], None], run_root: str) -> ModelVariant:
     """The variant of ``model`` at pruning ``ratio``: pruned in a child process (torch-
     pruning), exported to ONNX under ``log_dir/models`` and reused from there next time."""
     if ratio == 0:
-        return ModelVariant(0.0, "", model.onnx_path, model.param_count, model.flops, None)
+        return ModelVariant.unpruned(model)
     opts = cfg.space.pruning
     tag = opts.tag
     base = os.path.join(cfg.log_dir, "models",
@@ -152,7 +156,7 @@ def make_variant(cfg: SearchConfig, model: PreparedModel, ratio: float,
 def _record(key: dict, model: PreparedModel, result: dict, t0: float,
             variant: ModelVariant | None = None) -> CandidateRecord:
     """A database record from a child's result dict (failed or not)."""
-    variant = variant or ModelVariant(0.0, "", model.onnx_path, model.param_count, model.flops, None)
+    variant = variant or ModelVariant.unpruned(model)
     return CandidateRecord(
         **key, model_name=model.name, status=result.get("status", "failed"),
         error=result.get("error"), input_shape=model.input_shape_text,
@@ -280,19 +284,24 @@ class _PointRunner:
         self.run_root, self.art_root, self.say = run_root, art_root, say
         self.t_start, self.n_points = t_start, n_points
         self.target_config = target_digest(tvm_target)
-        self.records: list[CandidateRecord] = []
         self.ran = self.reused = 0
         self.run_times: list[float] = []
         self.variants: dict[float, ModelVariant] = {}
         self.done: dict[SearchPoint, CandidateRecord] = {}
 
+    @property
+    def records(self) -> list[CandidateRecord]:
+        """Every point evaluated so far, in evaluation order."""
+        return list(self.done.values())
+
     def out_of_time(self) -> bool:
         b = self.cfg.time_budget_s
         return b is not None and time.time() - self.t_start > b
 
-    def evaluate(self, point: SearchPoint) -> CandidateRecord | None:
+    def evaluate(self, point: SearchPoint, build: bool = True) -> CandidateRecord | None:
         """The point's record: from the database, else built and measured now; None when
-        the time budget is spent (the point was not started)."""
+        the time budget is spent (the point was not started), or when ``build`` is False
+        and the database does not have it."""
         if point in self.done:
             return self.done[point]
         cfg, model, say = self.cfg, self.model, self.say
@@ -305,11 +314,10 @@ class _PointRunner:
         if old is not None and not cfg.force:
             say(f"{head}: reused from the database ({old.status}"
                 + (f", {old.latency_median_ms:.2f} ms" if old.latency_median_ms else "") + ")")
-            self.records.append(old)
             self.reused += 1
             self.done[point] = old
             return old
-        if self.out_of_time():
+        if not build or self.out_of_time():
             return None
         t0 = time.time()
         remaining = self.n_points - len(self.done)
@@ -342,7 +350,6 @@ class _PointRunner:
                 threads=self.threads,
             )
         rec = self.db.upsert(_record(key, model, result, t0, variant))
-        self.records.append(rec)
         self.ran += 1
         self.run_times.append(time.time() - t0)
         self.done[point] = rec
@@ -366,7 +373,6 @@ class _PointRunner:
         (new,) = [r for r in accuracy_pass(self.cfg, self.model, self.db, [rec] + measured,
                                            self.threads, self.say, self.run_root)
                   if r.id == rec.id]
-        self.records = [new if r.id == new.id else r for r in self.records]
         for p, r in self.done.items():
             if r.id == new.id:
                 self.done[p] = new

@@ -62,14 +62,9 @@ def optuna_search(cfg, points: list[SearchPoint], runner, say: Callable[[str], N
     # what the database already knows seeds the study (resume)
     known = 0
     for p in points:
-        rec = runner.db.find(model_hash=runner.model.model_hash, target=runner.target.name,
-                             backend="tvm", prune_ratio=p.prune_ratio, quant=p.quant,
-                             schedule=p.schedule, trials=p.trials,
-                             variant=cfg.space.variant_tag(p),
-                             target_config=runner.target_config)
-        if rec is None or cfg.force:
+        rec = None if cfg.force else runner.evaluate(p, build=False)  # stored points only
+        if rec is None:
             continue
-        rec = runner.evaluate(p)  # counts it as reused, keeps it in the outcome
         rec = runner.with_accuracy(rec)
         vals = _objectives(rec, with_ap, with_size)
         params = {"prune_ratio": p.prune_ratio, "quant": p.quant, "schedule": p.schedule_label}

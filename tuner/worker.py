@@ -114,7 +114,6 @@ def run_candidate(spec: dict, report) -> dict:
         spec = {**spec, "onnx_path": qdq}
         report("importing into Relax; rewriting quantized convolutions to integer compute")
         mod = int8.integer_rewrite(tvm_builder.import_onnx(qdq))
-        int8.register_vnni_fix()
     elif quant == "fp16":
         report("importing into Relax; converting to fp16")
         mod = tvm_builder.to_fp16(tvm_builder.import_onnx(spec["onnx_path"], clip_as_min_max=True))
@@ -125,13 +124,6 @@ def run_candidate(spec: dict, report) -> dict:
     work_dir = None
     if point["schedule"] == "metaschedule":
         work_dir = spec["tuning_dir"]
-        if target.kind.name == "llvm":
-            # MetaSchedule's x86 rules may pick the VNNI intrinsic for any integer
-            # reduction, and records in the shared database may carry it: register it
-            # (LLVM 22-compatible version) for fp32 candidates too
-            from targets import int8
-
-            int8.register_vnni_fix()
         stats = tvm_builder.tune(mod, target, work_dir, int(point["trials"]), report=report,
                                  runner_timeout_s=spec.get("runner_timeout_s", 60))
         result["tune_trials_run"] = stats.trials_run
