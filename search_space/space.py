@@ -184,6 +184,14 @@ class SearchSpace:
                                        ("schedules", schedules)) if v is not None}
         return replace(self, **kw)
 
+    def with_trials(self, trials: int) -> "SearchSpace":
+        """A copy whose MetaSchedule entries are replaced by one with ``trials`` trials."""
+        if trials <= 0:
+            raise SearchSpaceError(f"trials must be > 0, got {trials} "
+                                   "(use the schedule 'default' for no tuning)")
+        return replace(self, schedules=tuple(s for s in self.schedules if s[0] != "metaschedule")
+                       + (("metaschedule", int(trials)),))
+
     @classmethod
     def from_dict(cls, data: dict, source: str = "search space") -> "SearchSpace":
         """From the TOML layout: ``[pruning] ratios``, ``[quantization] modes``,

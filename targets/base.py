@@ -49,6 +49,20 @@ class Target:
     def check_available(self) -> None:
         """Raise :class:`TargetUnavailable` if this machine cannot measure on the target."""
 
+    def device_identity(self) -> str:
+        """Which device measurements come from, recorded with every point so that a change
+        of hardware can be told from a regression. Local targets: host name and CPU model."""
+        import platform
+
+        model = ""
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                model = next((ln.split(":", 1)[1].strip() for ln in f
+                              if ln.startswith("model name")), "")
+        except OSError:
+            pass
+        return f"{platform.node()} / {model or platform.processor() or platform.machine()}"
+
     def describe(self) -> dict:
         """A JSON-able summary (used by ``tuner targets``)."""
         return {

@@ -42,6 +42,9 @@ class Rasp4B(Target):
     def num_threads(self) -> int:
         return 4
 
+    def device_identity(self) -> str:
+        return f"rpc key {self.rpc_key} at {self.tracker or tracker_from_env() or '(no tracker)'}"
+
     def check_available(self) -> None:
         tracker = self.tracker or tracker_from_env()
         if not tracker:

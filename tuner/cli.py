@@ -109,6 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-dir", default=DEFAULT_LOG_DIR)
     p.add_argument("--db", default=None)
 
+    p = sub.add_parser(
+        "nightly", help="run one night of tuning jobs from a config file (resumable, shared "
+                        "by workers), report changes; exit 3 on a regression")
+    p.add_argument("--config", required=True, help="nightly TOML (see docs/nightly.example.toml)")
+    p.add_argument("--night", default=None,
+                   help="label of the night (default: today's UTC date); workers and resumed "
+                        "runs with the same label share its work")
+    p.add_argument("--worker", default=None, help="this worker's name (default HOST:PID)")
+    p.add_argument("--db", default=None, help="database URL overriding the config's")
+    p.add_argument("--log-dir", default=None,
+                   help="this worker's folder for tuning records, artifacts and logs "
+                        "(overrides the config's log_dir)")
+
     p = sub.add_parser("targets", help="list the known targets with their TVM target JSON")
     p.add_argument("--json", action="store_true")
 
@@ -127,12 +140,6 @@ def _space(args):
     schedules = None
     if args.schedules is not None:
         schedules = [parse_schedule(s) for s in args.schedules.split(",") if s.strip()]
-    if args.trials is not None:
-        if args.trials <= 0:
-            raise UserError(f"--trials must be > 0, got {args.trials} "
-                            "(use --schedules default for no tuning)")
-        base = schedules if schedules is not None else list(space.schedules)
-        schedules = [s for s in base if s[0] != "metaschedule"] + [("metaschedule", args.trials)]
     prune = quant = None
     if args.prune is not None:
         try:
@@ -141,7 +148,13 @@ def _space(args):
             raise UserError(f"bad --prune {args.prune!r}: write ratios like 0,0.2") from None
     if args.quant is not None:
         quant = tuple(q.strip() for q in args.quant.split(",") if q.strip())
-    return space.with_dimensions(prune_ratios=prune, quant_modes=quant, schedules=schedules)
+    space = space.with_dimensions(prune_ratios=prune, quant_modes=quant, schedules=schedules)
+    if args.trials is not None:
+        if args.trials <= 0:
+            raise UserError(f"--trials must be > 0, got {args.trials} "
+                            "(use --schedules default for no tuning)")
+        space = space.with_trials(args.trials)
+    return space
 
 
 def _objectives(text: str) -> tuple[str, ...]:
@@ -276,8 +289,10 @@ def cmd_best(args) -> int:
     db = _open_db(args)
     records = db.records(target=args.target, model_name=args.model,
                          backends=None if args.include_baselines else ["tvm"])
+    from .export import deployment_info
+
     rec = best_under(records, args.max_latency_ms, args.min_ap, args.max_size_mb)
-    print(json.dumps(rec.as_dict(), indent=2))
+    print(json.dumps({**rec.as_dict(), **deployment_info(rec)}, indent=2))
     return 0
 
 
@@ -303,6 +318,20 @@ def cmd_export(args) -> int:
         raise UserError(str(exc)) from None
     print(json.dumps(out, indent=2))
     return 0
+
+
+def cmd_nightly(args) -> int:
+    from .nightly import load_config
+    from .nightly.run import run_nightly
+
+    cfg = load_config(args.config)
+    if args.log_dir:
+        from dataclasses import replace
+
+        cfg = replace(cfg, log_dir=args.log_dir)
+    out = run_nightly(cfg, night=args.night, worker=args.worker, db_url=args.db,
+                      say=lambda m: print(m, flush=True))
+    return out.exit_code
 
 
 def cmd_targets(args) -> int:
@@ -332,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .db import DatabaseError
     from .model_source import ModelError
+    from .nightly import NightlyConfigError, NightlyError
     from .pareto import NoCandidate
     from .search import SearchError
 
@@ -342,11 +372,12 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     handlers = {"search": cmd_search, "pareto": cmd_pareto, "best": cmd_best,
-                "targets": cmd_targets, "models": cmd_models, "compare": cmd_compare, "export": cmd_export}
+                "targets": cmd_targets, "models": cmd_models, "compare": cmd_compare, "export": cmd_export,
+                "nightly": cmd_nightly}
     try:
         return handlers[args.command](args)
     except (UserError, SearchSpaceError, TargetUnavailable, UnknownTarget, ModelError,
-            DatabaseError, NoCandidate, SearchError) as exc:
+            DatabaseError, NoCandidate, SearchError, NightlyConfigError, NightlyError) as exc:
         print(f"tuner: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,8 +2,13 @@
 
 SQLite under ``logs/`` by default; any SQLAlchemy URL works (``postgresql://...`` for a
 shared tuning farm). One row per (model hash, target, backend, pruning ratio,
-quantization, schedule, trials): measuring the same point again replaces its row
-(``--force``) rather than adding one.
+quantization, schedule, trials, variant, target configuration): measuring the same point
+again replaces its row (``--force``) rather than adding one.
+
+Nightly jobs (:mod:`tuner.nightly`) add two tables: ``nightly_runs`` (one row per
+configuration name and night) and ``work_items`` (one row per thing a night does: a
+point, a baseline or a re-measurement, with what it found), so nights can be compared
+after candidate rows have been replaced.
 
 The schema is versioned in the ``meta`` table; a database written by a newer version is
 refused untouched.
@@ -17,7 +22,7 @@ from collections.abc import Iterable
 
 from .records import CandidateRecord
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 KEY_FIELDS = ("model_hash", "target", "backend", "prune_ratio", "quant", "schedule", "trials",
               "variant", "target_config")
 
@@ -53,7 +58,9 @@ class ParetoDB:
             if not os.access(parent, os.W_OK):
                 raise DatabaseError(f"database folder {parent} is not writable; pass --db or --log-dir")
         try:
-            self.engine = sa.create_engine(url, future=True)
+            # SQLite: concurrent workers on one file wait for each other's short writes
+            connect_args = {"timeout": 60} if url.startswith("sqlite") else {}
+            self.engine = sa.create_engine(url, future=True, connect_args=connect_args)
         except Exception as exc:  # noqa: BLE001
             raise DatabaseError(f"bad database URL {url!r}: {exc}") from None
         md = sa.MetaData()
@@ -73,6 +80,7 @@ class ParetoDB:
             "artifact_path": sa.Text, "model_path": sa.Text,
             "accuracy_dataset": sa.String(200), "accuracy_people": sa.Integer, "emulated": sa.Boolean, "tune_trials_run": sa.Integer,
             "tvm_version": sa.String(64), "tuner_version": sa.String(64), "host": sa.String(128),
+            "target_json": sa.Text, "device": sa.String(256),
             "created_at": sa.String(40), "updated_at": sa.String(40),
         }
         cols = [sa.Column("id", sa.Integer, primary_key=True, autoincrement=True)]
@@ -83,6 +91,43 @@ class ParetoDB:
         self.candidates = sa.Table(
             "candidates", md, *cols, sa.UniqueConstraint(*KEY_FIELDS, name="uq_point")
         )
+        self.runs = sa.Table(
+            "nightly_runs", md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("name", sa.String(128), nullable=False),
+            sa.Column("night", sa.String(64), nullable=False),
+            sa.Column("status", sa.String(16), nullable=False),  # running | finished
+            sa.Column("config_digest", sa.String(16), nullable=False),
+            sa.Column("config_json", sa.Text, nullable=False),
+            sa.Column("started_at", sa.String(40)), sa.Column("finished_at", sa.String(40)),
+            sa.Column("tuner_version", sa.String(64)), sa.Column("tvm_version", sa.String(64)),
+            sa.Column("regressions", sa.Integer), sa.Column("report_path", sa.Text),
+            sa.UniqueConstraint("name", "night", name="uq_run"),
+        )
+        self.items = sa.Table(
+            "work_items", md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("run_id", sa.Integer, sa.ForeignKey("nightly_runs.id"), nullable=False),
+            sa.Column("job", sa.String(200), nullable=False),   # model@target
+            sa.Column("kind", sa.String(16), nullable=False),   # point | baseline | remeasure
+            sa.Column("key", sa.String(200), nullable=False),   # point key or baseline name
+            sa.Column("priority", sa.Float, nullable=False),    # lower first
+            sa.Column("payload", sa.Text, nullable=False),      # JSON: what to do
+            # pending | claimed | done | skipped (time budget)
+            sa.Column("state", sa.String(16), nullable=False),
+            sa.Column("worker", sa.String(200)), sa.Column("attempts", sa.Integer, default=0),
+            sa.Column("claimed_at", sa.Float), sa.Column("heartbeat_at", sa.Float),
+            sa.Column("finished_at", sa.Float),
+            # what the item found (a snapshot: candidate rows may be replaced later)
+            sa.Column("outcome", sa.String(16)),  # measured | reused | remeasured
+            sa.Column("candidate_id", sa.Integer), sa.Column("status", sa.String(16)),
+            sa.Column("error", sa.Text), sa.Column("model_hash", sa.String(64)),
+            sa.Column("latency_median_ms", sa.Float), sa.Column("latency_p90_ms", sa.Float),
+            sa.Column("ap", sa.Float), sa.Column("model_size_bytes", sa.BigInteger),
+            sa.Column("tvm_version", sa.String(64)), sa.Column("tuner_version", sa.String(64)),
+            sa.Column("target_config", sa.String(64)), sa.Column("device", sa.String(256)),
+            sa.UniqueConstraint("run_id", "job", "kind", "key", name="uq_item"),
+        )
         self._md = md
         self._init_schema()
 
@@ -90,6 +135,9 @@ class ParetoDB:
         sa = self.sa
         try:
             with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # workers starting together on a fresh database create it once
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7202611)"))
                 insp = sa.inspect(conn)
                 if insp.has_table("meta"):
                     row = conn.execute(
@@ -103,6 +151,8 @@ class ParetoDB:
                         )
                     if version == 1:
                         self._migrate_v1(conn)
+                    elif version == 2:
+                        self._migrate_v2(conn)
                     elif version < SCHEMA_VERSION:
                         raise DatabaseError(
                             f"database {self.url} has an unknown schema v{version}; "
@@ -123,10 +173,24 @@ class ParetoDB:
             raise DatabaseError(f"cannot open database {self.url}: {exc.__class__.__name__}: "
                                 f"{str(exc).splitlines()[0]}") from None
 
+    def _migrate_v2(self, conn) -> None:
+        """v2 -> v3: provenance columns ``target_json`` and ``device`` (NULL on old rows);
+        the nightly tables are created by ``create_all``."""
+        sa = self.sa
+        have = {c["name"] for c in sa.inspect(conn).get_columns("candidates")}
+        for name, typ in (("target_json", "TEXT"), ("device", "VARCHAR(256)")):
+            if name not in have:
+                conn.execute(sa.text(f"ALTER TABLE candidates ADD COLUMN {name} {typ}"))
+        self._set_version(conn)
+
+    def _set_version(self, conn) -> None:
+        conn.execute(self.meta.update().where(self.meta.c.key == "schema_version")
+                     .values(value=str(SCHEMA_VERSION)))
+
     def _migrate_v1(self, conn) -> None:
-        """v1 -> v2: the ``variant`` and ``target_config`` key columns and ``finetune_steps``
+        """v1 -> v3: the ``variant`` and ``target_config`` key columns and ``finetune_steps``
         (rows keep their ids; v1 rows are plain-model points: variant '', target config
-        unknown (''), not fine-tuned)."""
+        unknown (''), not fine-tuned), and v3's provenance columns."""
         sa = self.sa
         old = sa.Table("candidates", sa.MetaData(), autoload_with=conn)
         rows = [dict(r._mapping) for r in conn.execute(sa.select(old))]
@@ -138,8 +202,7 @@ class ParetoDB:
             r.setdefault("finetune_steps", 0 if r.get("prune_ratio") else None)
             conn.execute(self.candidates.insert().values(
                 **{k: v for k, v in r.items() if k in self.candidates.c}))
-        conn.execute(self.meta.update().where(self.meta.c.key == "schema_version")
-                     .values(value=str(SCHEMA_VERSION)))
+        self._set_version(conn)
 
     # -- queries ---------------------------------------------------------------
     def _row_to_record(self, row) -> CandidateRecord:

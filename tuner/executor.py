@@ -12,6 +12,17 @@ import threading
 from collections.abc import Callable
 
 
+def _die_with_parent() -> None:  # runs in the child before exec
+    """Linux: the child gets SIGKILL when the search dies, even by ``kill -9`` (it runs in
+    its own session, so nothing else would stop it)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def run_in_child(spec: dict, timeout_s: float, log_path: str,
                  on_progress: Callable[[str], None] = lambda _m: None,
                  threads: int | None = None, module: str = "tuner.worker") -> dict:
@@ -35,7 +46,7 @@ def run_in_child(spec: dict, timeout_s: float, log_path: str,
             proc = subprocess.Popen(
                 [sys.executable, "-m", module, spec_path, result_path],
                 stdout=subprocess.PIPE, stderr=log, text=True, env=env,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
 
             def pump():

@@ -24,6 +24,22 @@ class ExportError(RuntimeError):
     pass
 
 
+def deployment_info(rec) -> dict:
+    """What a deployment pipeline needs of a record besides its figures: whether the
+    artifact is still there, how to export it, and how to rebuild it reproducibly (from
+    the exact reference ONNX the candidate was built from, with the same target and
+    schedule; MetaSchedule reuses the tuning records under the same --log-dir)."""
+    info = {"artifact_exists": bool(rec.artifact_path and os.path.isfile(rec.artifact_path))}
+    if rec.backend != "tvm":
+        return info
+    info["export"] = f"tuner export {rec.id} --out DIR"
+    if rec.model_path:
+        info["rebuild"] = (f"tuner search --target {rec.target} --model {rec.model_path} "
+                           f"--prune 0 --quant {rec.quant} --schedules {rec.schedule_label} "
+                           "--no-baselines --force")
+    return info
+
+
 def export_bundle(db: ParetoDB, record_id: int, out_dir: str) -> dict:
     rec = db.get(record_id)
     if rec is None:

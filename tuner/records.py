@@ -62,6 +62,9 @@ class CandidateRecord:
     tvm_version: str | None = None
     tuner_version: str | None = None
     host: str | None = None
+    #: the exact TVM target JSON the point was built for, and the device it was timed on
+    target_json: str | None = None
+    device: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
     id: int | None = None

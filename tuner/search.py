@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from search_space import SearchPoint, SearchSpace, load_space
 from targets import get_target
 
-from . import __version__
+from . import build_version
 from .db import ParetoDB
 from .executor import run_in_child
 from .model_source import PreparedModel, prepare_model
@@ -153,12 +153,18 @@ def make_variant(cfg: SearchConfig, model: PreparedModel, ratio: float,
     return ModelVariant(ratio, tag, base + ".onnx", **info)
 
 
+def provenance(target, tvm_target: dict) -> dict:
+    """What every record says about where it was built and measured."""
+    return {"target_json": json.dumps(tvm_target, sort_keys=True),
+            "device": target.device_identity()}
+
+
 def _record(key: dict, model: PreparedModel, result: dict, t0: float,
-            variant: ModelVariant | None = None) -> CandidateRecord:
+            variant: ModelVariant | None = None, prov: dict | None = None) -> CandidateRecord:
     """A database record from a child's result dict (failed or not)."""
     variant = variant or ModelVariant.unpruned(model)
     return CandidateRecord(
-        **key, model_name=model.name, status=result.get("status", "failed"),
+        **key, **(prov or {}), model_name=model.name, status=result.get("status", "failed"),
         error=result.get("error"), input_shape=model.input_shape_text,
         model_path=variant.onnx_path, finetune_steps=variant.finetune_steps,
         latency_median_ms=result.get("latency_median_ms"),
@@ -172,19 +178,23 @@ def _record(key: dict, model: PreparedModel, result: dict, t0: float,
         artifact_path=os.path.abspath(result["artifact_path"]) if result.get("artifact_path") else None,
         tune_trials_run=result.get("tune_trials_run"), tune_seconds=result.get("tune_seconds"),
         build_seconds=result.get("build_seconds"), wall_seconds=time.time() - t0,
-        tvm_version=result.get("tvm_version"), tuner_version=__version__, host=platform.node(),
+        tvm_version=result.get("tvm_version"), tuner_version=build_version(), host=platform.node(),
     )
 
 
 def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB, threads: int,
                   say: Callable[[str], None], run_root: str, art_root: str,
-                  config: str = "") -> list[CandidateRecord]:
-    """Measure the target's baselines with the same harness; skipped ones keep their reason.
-    ``config`` is the target configuration digest (:func:`target_digest`) the rows belong to."""
+                  tvm_target: dict, names: list[str] | None = None,
+                  force: bool | None = None) -> list[CandidateRecord]:
+    """Measure the target's baselines (or those of ``names``) with the same harness;
+    skipped ones keep their reason. Rows belong to the configuration of ``tvm_target``
+    (:func:`target_digest`); ``force`` overrides ``cfg.force``."""
     from targets.baselines import BaselineUnavailable, get_baseline
 
+    config, prov = target_digest(tvm_target), provenance(target, tvm_target)
+    force = cfg.force if force is None else force
     records = []
-    names = list(target.baselines)
+    names = list(target.baselines) if names is None else names
     for i, name in enumerate(names, 1):
         bl = get_baseline(name)
         head = f"[baseline {i}/{len(names)}] {name}"
@@ -192,7 +202,7 @@ def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB,
                    prune_ratio=0.0, quant=bl.quant, schedule="vendor", trials=0,
                    target_config=config)
         old = db.find(**key)
-        if old is not None and not cfg.force and (
+        if old is not None and not force and (
                 cfg.accuracy is None or old.status != "ok"
                 or old.accuracy_dataset == cfg.accuracy.identity):
             say(f"{head}: reused from the database ({old.status})")
@@ -203,7 +213,8 @@ def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB,
             bl.check_available(target)
         except BaselineUnavailable as exc:
             say(f"{head}: skipped: {exc}")
-            records.append(db.upsert(_record(key, model, {"status": "skipped", "error": str(exc)}, t0)))
+            records.append(db.upsert(_record(key, model, {"status": "skipped", "error": str(exc)},
+                                             t0, prov=prov)))
             continue
         calib_path = _calibration_file(cfg, model, run_root) if bl.quant == "int8" else None
         spec = {
@@ -219,7 +230,7 @@ def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB,
             on_progress=lambda m, h=head, t=t0: say(f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
             threads=threads,
         )
-        rec = db.upsert(_record(key, model, result, t0))
+        rec = db.upsert(_record(key, model, result, t0, prov=prov))
         records.append(rec)
         if rec.ok:
             say(f"{head}: ok, median {rec.latency_median_ms:.2f} ms, p90 {rec.latency_p90_ms:.2f} ms")
@@ -284,6 +295,7 @@ class _PointRunner:
         self.run_root, self.art_root, self.say = run_root, art_root, say
         self.t_start, self.n_points = t_start, n_points
         self.target_config = target_digest(tvm_target)
+        self.provenance = provenance(target, tvm_target)
         self.ran = self.reused = 0
         self.run_times: list[float] = []
         self.variants: dict[float, ModelVariant] = {}
@@ -298,20 +310,27 @@ class _PointRunner:
         b = self.cfg.time_budget_s
         return b is not None and time.time() - self.t_start > b
 
-    def evaluate(self, point: SearchPoint, build: bool = True) -> CandidateRecord | None:
+    def point_key(self, point: SearchPoint) -> dict:
+        """The database key of ``point`` for this model and target configuration."""
+        return dict(model_hash=self.model.model_hash, target=self.target.name, backend="tvm",
+                    prune_ratio=point.prune_ratio, quant=point.quant, schedule=point.schedule,
+                    trials=point.trials, variant=self.cfg.space.variant_tag(point),
+                    target_config=self.target_config)
+
+    def evaluate(self, point: SearchPoint, build: bool = True,
+                 force: bool | None = None) -> CandidateRecord | None:
         """The point's record: from the database, else built and measured now; None when
         the time budget is spent (the point was not started), or when ``build`` is False
-        and the database does not have it."""
-        if point in self.done:
+        and the database does not have it. ``force`` overrides ``cfg.force``."""
+        force = self.cfg.force if force is None else force
+        if point in self.done and not force:
             return self.done[point]
         cfg, model, say = self.cfg, self.model, self.say
         head = f"[{len(self.done) + 1}/{self.n_points}] {point.key}"
-        tag = cfg.space.variant_tag(point)
-        key = dict(model_hash=model.model_hash, target=self.target.name, backend="tvm",
-                   prune_ratio=point.prune_ratio, quant=point.quant, schedule=point.schedule,
-                   trials=point.trials, variant=tag, target_config=self.target_config)
+        key = self.point_key(point)
+        tag = key["variant"]
         old = self.db.find(**key)
-        if old is not None and not cfg.force:
+        if old is not None and not force:
             say(f"{head}: reused from the database ({old.status}"
                 + (f", {old.latency_median_ms:.2f} ms" if old.latency_median_ms else "") + ")")
             self.reused += 1
@@ -349,7 +368,7 @@ class _PointRunner:
                 on_progress=lambda m, h=head, t=t0: say(f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
                 threads=self.threads,
             )
-        rec = self.db.upsert(_record(key, model, result, t0, variant))
+        rec = self.db.upsert(_record(key, model, result, t0, variant, self.provenance))
         self.ran += 1
         self.run_times.append(time.time() - t0)
         self.done[point] = rec
@@ -359,6 +378,12 @@ class _PointRunner:
         else:
             say(f"{head}: FAILED: {rec.error}")
         return rec
+
+    def baselines(self, names: list[str] | None = None,
+                  force: bool | None = None) -> list[CandidateRecord]:
+        """The target's baselines (or ``names``) measured for this model, or reused."""
+        return run_baselines(self.cfg, self.target, self.model, self.db, self.threads, self.say,
+                             self.run_root, self.art_root, self.tvm_target, names, force)
 
     def with_accuracy(self, rec: CandidateRecord) -> CandidateRecord:
         """``rec`` with AP/PCK (measured now on this build if its variant has none yet)."""
@@ -400,16 +425,19 @@ def _calibration_file(cfg: SearchConfig, model: PreparedModel, run_root: str) ->
     return path
 
 
-def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
-               db: ParetoDB | None = None) -> SearchOutcome:
-    t_start = time.time()
+def open_search(cfg: SearchConfig, say: Callable[[str], None] = print,
+                db: ParetoDB | None = None, n_points: int | None = None,
+                t_start: float | None = None) -> "_PointRunner":
+    """Everything a search of ``cfg`` needs before its first point: the target (checked),
+    the database, the model (exported and checked) and a point runner over them."""
+    t_start = time.time() if t_start is None else t_start
     target = get_target(cfg.target, tracker=cfg.tracker)
     target.check_available()  # fails fast, before any work, for an unattached device
     check_log_dir(cfg.log_dir)
     from .db import default_url
 
     db = db or ParetoDB(cfg.db_url or default_url(cfg.log_dir))
-    points = cfg.space.points()
+    n_points = len(cfg.space.points()) if n_points is None else n_points
     tvm_target = target.tvm_target()
     threads = cfg.threads or target.num_threads()
     if "num-cores" in tvm_target:
@@ -419,13 +447,21 @@ def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
     model = prepare_model(cfg.model, cfg.input_size, os.path.join(cfg.log_dir, "models"))
     say(f"model {model.name} ({model.source}, {model.model_hash}), input {model.input_shape_text}, "
         f"heatmaps {model.output_shape}; target {target.name} {json.dumps(tvm_target)}; "
-        f"{len(points)} candidates")
+        f"{n_points} candidates")
 
     tun_dir = tuning_dir(cfg.log_dir, target.name, tvm_target)
     run_root = os.path.join(cfg.log_dir, "runs", target.name, f"{model.name}-{model.model_hash}")
     art_root = os.path.join(cfg.log_dir, "artifacts", target.name, f"{model.name}-{model.model_hash}")
-    runner = _PointRunner(cfg, db, model, target, tvm_target, threads, tun_dir, run_root,
-                          art_root, say, t_start, len(points))
+    return _PointRunner(cfg, db, model, target, tvm_target, threads, tun_dir, run_root,
+                        art_root, say, t_start, n_points)
+
+
+def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
+               db: ParetoDB | None = None) -> SearchOutcome:
+    t_start = time.time()
+    points = cfg.space.points()
+    runner = open_search(cfg, say, db, len(points), t_start)
+    db, model, target = runner.db, runner.model, runner.target
     skipped: list[SearchPoint] = []
     if cfg.strategy == "grid":
         for point in points:
@@ -440,9 +476,8 @@ def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
         say(f"time budget spent: {len(skipped)} candidate(s) not started "
             f"({', '.join(p.key for p in skipped)}); run again to continue")
     if cfg.accuracy is not None:
-        records = accuracy_pass(cfg, model, db, records, threads, say, run_root)
+        records = accuracy_pass(cfg, model, db, records, runner.threads, say, runner.run_root)
     if cfg.baselines:
-        records += run_baselines(cfg, target, model, db, threads, say, run_root, art_root,
-                                 target_digest(tvm_target))
+        records += runner.baselines()
     front = pareto_front(db.records(target=target.name, model_hash=model.model_hash))
     return SearchOutcome(model, records, front, ran, reused, time.time() - t_start)

@@ -193,6 +193,20 @@ def run_accuracy(spec: dict, report) -> dict:
     return result
 
 
+def run_remeasure(spec: dict, report) -> dict:
+    """Time an existing TVM artifact again (drift detection): checked against its reference
+    first, like the first time, so a stale or corrupted artifact fails instead of timing."""
+    from targets.runner import LocalVM
+
+    import tvm
+
+    vm = LocalVM(spec["artifact_path"])
+    numerics, rtol = NUMERICS[spec["quant"]]
+    result = check_and_time(vm.run, vm.latency, numerics, {"rtol": rtol, **spec}, report)
+    result.update(status="ok", tvm_version=tvm.__version__)
+    return result
+
+
 def main(argv: list[str]) -> int:
     spec_path, result_path = argv
     # Keep the real stdout for progress; route everything else (TVM logs) to stderr.
@@ -212,6 +226,8 @@ def main(argv: list[str]) -> int:
             result = run_baseline(spec, report)
         elif spec.get("kind") == "accuracy":
             result = run_accuracy(spec, report)
+        elif spec.get("kind") == "remeasure":
+            result = run_remeasure(spec, report)
         else:
             result = run_candidate(spec, report)
     except Exception as exc:  # noqa: BLE001 - failures are data

@@ -67,6 +67,10 @@ def test_pareto_json_and_best(searched, capsys):
                  "--max-latency-ms", str(fastest["latency_median_ms"] + 1e-6)]) == 0
     best = json.loads(capsys.readouterr().out)
     assert best["id"] == fastest["id"] and os.path.isfile(best["artifact_path"])
+    # what a deployment pipeline needs besides the figures
+    assert best["artifact_exists"] is True and best["export"] == f"tuner export {best['id']} --out DIR"
+    assert best["rebuild"].startswith(f"tuner search --target x86-vnni --model {best['model_path']} ")
+    assert f"--quant {best['quant']}" in best["rebuild"] and os.path.isfile(best["model_path"])
     assert main(["best", "--target", "x86-vnni", "--log-dir", searched,
                  "--max-latency-ms", "0.000001"]) == 2
     assert "no candidate meets the constraints" in capsys.readouterr().err

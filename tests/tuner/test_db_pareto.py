@@ -141,6 +141,30 @@ def test_v1_database_is_migrated_keeping_rows(tmp_path):
     con.close()
 
 
+def test_v2_database_gains_provenance_columns_and_nightly_tables(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    db = ParetoDB(f"sqlite:///{path}")
+    db.upsert(rec(latency_median_ms=7.0))
+    db.close()
+    con = sqlite3.connect(path)  # make it what a v2 pose-tuner wrote
+    for col in ("target_json", "device"):
+        con.execute(f"alter table candidates drop column {col}")
+    con.execute("drop table work_items")
+    con.execute("drop table nightly_runs")
+    con.execute("update meta set value='2'")
+    con.commit()
+    con.close()
+    db = ParetoDB(f"sqlite:///{path}")
+    (r,) = db.records()
+    assert r.latency_median_ms == 7.0 and r.device is None
+    db.upsert(rec(trials=8, device="host / cpu", target_json='{"kind": "llvm"}'))
+    assert db.find("h1", "x86-vnni", "tvm", 0.0, "fp32", "metaschedule", 8).device == "host / cpu"
+    con = sqlite3.connect(path)
+    assert con.execute("select value from meta").fetchone()[0] == str(SCHEMA_VERSION) == "3"
+    assert con.execute("select count(*) from work_items").fetchone() == (0,)
+    con.close()
+
+
 def test_front_ignores_points_without_a_measured_accuracy():
     """A latency-only row (AP None) neither joins nor hides the accuracy front."""
     a = rec(id=1, latency_median_ms=10.0, ap=0.5)
