@@ -49,6 +49,16 @@ class Target:
     def check_available(self) -> None:
         """Raise :class:`TargetUnavailable` if this machine cannot measure on the target."""
 
+    def rpc_spec(self):
+        """Where the devices of a remote target are (:class:`targets.rpc.RPCSpec`); None
+        for a target measured on this machine."""
+        return None
+
+    def is_emulated(self) -> bool:
+        """True when the measured device is an emulation (its latencies are marked and never
+        compete with real devices on the front)."""
+        return False
+
     def device_identity(self) -> str:
         """Which device measurements come from, recorded with every point so that a change
         of hardware can be told from a regression. Local targets: host name and CPU model."""

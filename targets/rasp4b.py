@@ -42,34 +42,48 @@ class Rasp4B(Target):
     def num_threads(self) -> int:
         return 4
 
-    def device_identity(self) -> str:
-        return f"rpc key {self.rpc_key} at {self.tracker or tracker_from_env() or '(no tracker)'}"
+    def rpc_spec(self):
+        from .rpc import RPCSpec
 
-    def check_available(self) -> None:
         tracker = self.tracker or tracker_from_env()
         if not tracker:
             raise TargetUnavailable(f"no Raspberry Pi is attached for target rasp4b; {ATTACH_HELP}")
-        host, _, port = tracker.rpartition(":")
+        return RPCSpec.parse(tracker, self.rpc_key)
+
+    def _devices(self) -> list[str]:
+        from .rpc import RPCError, servers, tracker_summary
+
+        spec = self.rpc_spec()
         try:
-            import socket
-
-            # TVM's client retries for a minute; probe the port first to fail fast.
-            socket.create_connection((host, int(port)), timeout=5).close()
-            from tvm import rpc
-
-            client = rpc.connect_tracker(host, int(port))
-            summary = client.summary()
-        except Exception as exc:  # noqa: BLE001 - any failure means unreachable
+            found = servers(tracker_summary(spec), self.rpc_key)
+        except RPCError as exc:
+            raise TargetUnavailable(f"{exc}; {ATTACH_HELP}") from None
+        if not found:
             raise TargetUnavailable(
-                f"cannot reach the RPC tracker at {tracker} ({exc}); {ATTACH_HELP}"
-            ) from None
-        keys = {str(k).split(":")[0] for k in summary.get("queue_info", {})}
-        if self.rpc_key not in keys:
-            raise TargetUnavailable(
-                f"the RPC tracker at {tracker} has no device under key {self.rpc_key!r} "
-                f"(keys: {sorted(keys) or 'none'}); {ATTACH_HELP}"
-            )
-        raise TargetUnavailable(
-            f"a device is registered under {self.rpc_key!r} at {tracker}, but measuring over "
-            "RPC is not built yet in this version of pose-tuner (remote targets: issue 6)"
-        )
+                f"the RPC tracker at {spec.tracker} has no device under key {self.rpc_key!r}; "
+                f"{ATTACH_HELP} (or `tuner device emulate rasp4b` for an emulated Pi)")
+        return found
+
+    def is_emulated(self) -> bool:
+        from .rpc import RPCError, pool_is_emulated
+
+        try:
+            return pool_is_emulated(self._devices())
+        except RPCError as exc:
+            raise TargetUnavailable(str(exc)) from None
+
+    def device_identity(self) -> str:
+        spec = self.rpc_spec()
+        kind = "emulated Pi (qemu)" if self.is_emulated() else "Raspberry Pi"
+        return f"{kind}, rpc key {self.rpc_key} at {spec.tracker}"
+
+    def check_available(self) -> None:
+        """Tracker reachable, devices under the key, and a probe module built here runs on
+        one of them (the device's TVM runtime matches this host's)."""
+        from .rpc import RPCError, probe
+
+        self.is_emulated()  # devices exist; a mix of real and emulated ones is refused
+        try:
+            probe(self.rpc_spec(), self.tvm_target())
+        except RPCError as exc:
+            raise TargetUnavailable(str(exc)) from None

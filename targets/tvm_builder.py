@@ -98,8 +98,11 @@ class InProcessBuilder(PyBuilder):
     Artifacts go below one temporary folder (``self.dir``), removed by :func:`tune`.
     """
 
-    def __init__(self):
+    def __init__(self, cross_cc: str | None = None):
         self.dir = tempfile.mkdtemp(prefix="ptuner-ms-")
+        #: link artifacts for a remote device with this cross compiler (a .so its RPC
+        #: server loads as is) instead of a tar the device would link itself
+        self.cross_cc = cross_cc
 
     def build(self, build_inputs: list[BuilderInput]) -> list[BuilderResult]:
         from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
@@ -111,8 +114,15 @@ class InProcessBuilder(PyBuilder):
                 mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(item.mod)
                 rt_mod = tvm.compile(mod, target=item.target)
                 # one folder per artifact: RemoveBuildArtifact deletes the artifact's folder
-                path = os.path.join(tempfile.mkdtemp(dir=self.dir), "mod.tar")
-                rt_mod.export_library(path, fcompile=tar)
+                folder = tempfile.mkdtemp(dir=self.dir)
+                if self.cross_cc:
+                    from tvm.support import cc
+
+                    path = os.path.join(folder, "mod.so")
+                    rt_mod.export_library(path, fcompile=cc.cross_compiler(self.cross_cc))
+                else:
+                    path = os.path.join(folder, "mod.tar")
+                    rt_mod.export_library(path, fcompile=tar)
                 results.append(BuilderResult(path, None))
             except Exception as exc:  # noqa: BLE001 - a failed build is a result
                 results.append(BuilderResult(None, f"InProcessBuilder: {exc}"))
@@ -240,13 +250,16 @@ def tune(
     report: ProgressFn = lambda _msg: None,
     runner_timeout_s: float = 60.0,
     seed: int | None = 0,
+    rpc_spec=None,
 ) -> TuneStats:
     """Tune a prepared module with about ``max_trials`` trials over all its tasks.
 
     Trials are allocated by :func:`allocate_trials`. A task whose workload already has
     its budget of measured records in ``work_dir`` (or was tuned with that budget
     before) is reused as is, so re-running a search, or tuning another candidate that
-    shares layers, costs only the new tasks.
+    shares layers, costs only the new tasks. With ``rpc_spec`` (:class:`targets.rpc.RPCSpec`)
+    trials are cross-linked here and measured on the devices of its pool, as many at once
+    as the pool has devices.
     """
     from tvm.s_tir.analysis import estimate_tir_flops
 
@@ -274,10 +287,10 @@ def tune(
         f"{len(tasks) - len(todo)} tasks reused from {work_dir}"
     )
     progress = _Progress(total, report, t0)
-    builder = InProcessBuilder()
+    builder = InProcessBuilder(rpc_spec.cross_cc if rpc_spec is not None else None)
     try:
         _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, progress,
-                     budgets)
+                     budgets, rpc_spec)
     finally:
         import shutil
 
@@ -287,8 +300,25 @@ def tune(
     )
 
 
+def _runner(runner_timeout_s: float, rpc_spec=None):
+    """MetaSchedule's runner: this CPU, or the devices of an RPC pool."""
+    evaluator = ms.runner.EvaluatorConfig(number=1, repeat=3, min_repeat_ms=40,
+                                          enable_cpu_cache_flush=False)
+    if rpc_spec is None:
+        return ms.runner.LocalRunner(timeout_sec=runner_timeout_s, evaluator_config=evaluator)
+    from .rpc import servers, tracker_summary
+
+    pool = max(1, len(servers(tracker_summary(rpc_spec), rpc_spec.key)))
+    return ms.runner.RPCRunner(
+        rpc_config=ms.runner.RPCConfig(
+            tracker_host=rpc_spec.tracker_host, tracker_port=rpc_spec.tracker_port,
+            tracker_key=rpc_spec.key, session_priority=1,
+            session_timeout_sec=int(max(runner_timeout_s, 60))),
+        evaluator_config=evaluator, max_workers=pool)
+
+
 def _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, progress,
-                 budgets) -> None:
+                 budgets, rpc_spec=None) -> None:
     """Tune ``todo`` ((task, budget) pairs) in groups of equal budget, recording each
     group's budget as soon as it is done."""
     for per_task in sorted({b for _, b in todo}):
@@ -300,12 +330,7 @@ def _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, pr
             seed=seed,
             num_threads=target_cores(target),
         )
-        runner = ms.runner.LocalRunner(
-            timeout_sec=runner_timeout_s,
-            evaluator_config=ms.runner.EvaluatorConfig(
-                number=1, repeat=3, min_repeat_ms=40, enable_cpu_cache_flush=False
-            ),
-        )
+        runner = _runner(runner_timeout_s, rpc_spec)
         ms.tune_tasks(
             tasks=contexts,
             task_weights=weights,

@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of timed runs per latency measurement (default: 10)")
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all cores)")
     p.add_argument("--tracker", default=None, help="RPC tracker HOST:PORT for remote targets")
+    p.add_argument("--rpc-key", default=None,
+                   help="RPC key of the remote device pool (default: the target's, e.g. rasp4b)")
     p.add_argument("--no-baselines", action="store_true",
                    help="do not measure the target's baselines (ONNX Runtime, OpenVINO, TensorRT)")
     g = p.add_argument_group("accuracy (COCO OKS AP and PCK of every compiled candidate)")
@@ -121,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-dir", default=None,
                    help="this worker's folder for tuning records, artifacts and logs "
                         "(overrides the config's log_dir)")
+
+    p = sub.add_parser("device", help="devices of remote targets: an emulated Raspberry Pi")
+    dsub = p.add_subparsers(dest="device_command", required=True)
+    e = dsub.add_parser("emulate", help="start aarch64 TVM RPC servers under qemu (an emulated "
+                                        "Pi) registered with a tracker; runs until Ctrl-C")
+    e.add_argument("target", choices=("rasp4b",), help="the target to emulate")
+    e.add_argument("--tracker", default=None,
+                   help="register with this tracker HOST:PORT (default: start one on this machine)")
+    e.add_argument("--key", default="rasp4b", help="RPC key (default: rasp4b)")
+    e.add_argument("--servers", type=int, default=1, help="emulated devices (a pool; default 1)")
+    e.add_argument("--prepare-only", action="store_true",
+                   help="only build the cached arm64 root (minutes, once per TVM version)")
 
     p = sub.add_parser("targets", help="list the known targets with their TVM target JSON")
     p.add_argument("--json", action="store_true")
@@ -213,7 +227,8 @@ def cmd_search(args) -> int:
         target=args.target, model=args.model, input_size=parse_input_size(args.input_size),
         space=_space(args), log_dir=args.log_dir, db_url=args.db, force=args.force,
         timeout_s=args.timeout, measure_budget_s=args.measure_budget, threads=args.threads,
-        tracker=args.tracker, baselines=not args.no_baselines, accuracy=_accuracy(args),
+        tracker=args.tracker, rpc_key=args.rpc_key, baselines=not args.no_baselines,
+        accuracy=_accuracy(args),
         time_budget_s=args.time_budget * 60.0 if args.time_budget is not None else None,
         strategy=args.strategy, n_trials=args.n_trials, seed=args.seed,
         objectives=_objectives(args.objectives),
@@ -334,6 +349,30 @@ def cmd_nightly(args) -> int:
     return out.exit_code
 
 
+def cmd_device(args) -> int:
+    from targets.emulator import EmulatedPi, EmulatorError, prepare_root
+
+    say = lambda m: print(m, flush=True)  # noqa: E731
+    try:
+        if args.prepare_only:
+            print(prepare_root(say))
+            return 0
+        if args.servers <= 0:
+            raise UserError(f"--servers must be > 0, got {args.servers}")
+        with EmulatedPi(args.key, args.servers, args.tracker, say) as pi:
+            print(f"use it with: tuner search --target {args.target} --tracker {pi.tracker}"
+                  + (f" --rpc-key {args.key}" if args.key != "rasp4b" else "")
+                  + "   (Ctrl-C here stops the emulated devices)", flush=True)
+            while all(p.poll() is None for p in pi.procs):
+                import time
+
+                time.sleep(1.0)
+            print("tuner: an emulated device stopped; see its log", file=sys.stderr)
+            return 1
+    except EmulatorError as exc:
+        raise UserError(str(exc)) from None
+
+
 def cmd_targets(args) -> int:
     from targets import list_targets
 
@@ -373,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     handlers = {"search": cmd_search, "pareto": cmd_pareto, "best": cmd_best,
                 "targets": cmd_targets, "models": cmd_models, "compare": cmd_compare, "export": cmd_export,
-                "nightly": cmd_nightly}
+                "nightly": cmd_nightly, "device": cmd_device}
     try:
         return handlers[args.command](args)
     except (UserError, SearchSpaceError, TargetUnavailable, UnknownTarget, ModelError,

@@ -51,6 +51,8 @@ class SearchConfig:
     measure_budget_s: float = 10.0
     threads: int | None = None
     tracker: str | None = None
+    #: the RPC key of a remote target's device pool (None: the target's default)
+    rpc_key: str | None = None
     baselines: bool = True
     #: data accuracy is measured on (None: latency only)
     accuracy: "AccuracySpec | None" = None
@@ -156,7 +158,7 @@ def make_variant(cfg: SearchConfig, model: PreparedModel, ratio: float,
 def provenance(target, tvm_target: dict) -> dict:
     """What every record says about where it was built and measured."""
     return {"target_json": json.dumps(tvm_target, sort_keys=True),
-            "device": target.device_identity()}
+            "device": target.device_identity(), "emulated": target.is_emulated()}
 
 
 def _record(key: dict, model: PreparedModel, result: dict, t0: float,
@@ -262,11 +264,17 @@ def accuracy_pass(cfg: SearchConfig, model: PreparedModel, db: ParetoDB,
         if done is not None and not cfg.force:
             result = {k: getattr(done, k) for k in ACCURACY_FIELDS}
         else:
+            from .worker import host_artifact
+
             fastest = min(recs, key=lambda r: r.latency_median_ms)
+            # a remote device's candidate is scored on its host build (same variant)
+            path = fastest.artifact_path
+            if path and os.path.isfile(host_artifact(path)):
+                path = host_artifact(path)
             say(f"{head}: evaluating {fastest.schedule_label} build on {ident}")
             t0 = time.time()
             result = run_in_child(
-                {"kind": "accuracy", "artifact_path": fastest.artifact_path,
+                {"kind": "accuracy", "artifact_path": path,
                  "input_shape": list(model.input_shape), "accuracy": cfg.accuracy.as_dict()},
                 cfg.timeout_s, os.path.join(run_root, f"accuracy-p{prune:.2f}-{quant}.log"),
                 on_progress=lambda m, h=head: say(f"{h}: {m}"), threads=threads)
@@ -363,11 +371,18 @@ class _PointRunner:
             if point.quant == "int8":
                 spec.update(calib_npy=_calibration_file(cfg, model, self.run_root),
                             calibration=cfg.space.quantization.calibration)
-            result = run_in_child(
-                spec, cfg.timeout_s, os.path.join(self.run_root, f"{name}.log"),
-                on_progress=lambda m, h=head, t=t0: say(f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
-                threads=self.threads,
-            )
+            rpc = self.target.rpc_spec()
+            if rpc is not None:
+                spec["rpc"] = rpc.as_dict()
+            for attempt in (1, 2):
+                result = run_in_child(
+                    spec, cfg.timeout_s, os.path.join(self.run_root, f"{name}.log"),
+                    on_progress=lambda m, h=head, t=t0: say(f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
+                    threads=self.threads,
+                )
+                if not (rpc is not None and attempt == 1 and _device_lost(result)):
+                    break
+                say(f"{head}: the device dropped ({result.get('error')}); retrying once")
         rec = self.db.upsert(_record(key, model, result, t0, variant, self.provenance))
         self.ran += 1
         self.run_times.append(time.time() - t0)
@@ -404,6 +419,15 @@ class _PointRunner:
         return new
 
 
+def _device_lost(result: dict) -> bool:
+    """A remote candidate failed because its device or session went away (worth one
+    retry on another device of the pool), not because of the candidate."""
+    err = (result.get("error") or "").lower()
+    return result.get("status") != "ok" and any(
+        w in err for w in ("rpcerror", "rpc session", "connection", "socket", "session timeout",
+                           "broken pipe", "tracker"))
+
+
 def _tag_suffix(tag: str) -> str:
     """A file-name suffix for a variant tag ('' for the plain model)."""
     return "-" + tag.replace("/", "-") if tag else ""
@@ -431,7 +455,7 @@ def open_search(cfg: SearchConfig, say: Callable[[str], None] = print,
     """Everything a search of ``cfg`` needs before its first point: the target (checked),
     the database, the model (exported and checked) and a point runner over them."""
     t_start = time.time() if t_start is None else t_start
-    target = get_target(cfg.target, tracker=cfg.tracker)
+    target = get_target(cfg.target, tracker=cfg.tracker, rpc_key=cfg.rpc_key)
     target.check_available()  # fails fast, before any work, for an unattached device
     check_log_dir(cfg.log_dir)
     from .db import default_url

@@ -99,6 +99,11 @@ def run_candidate(spec: dict, report) -> dict:
     point = spec["point"]
     target = tvm.target.Target(spec["tvm_target"])
     result: dict = {"tvm_version": tvm.__version__}
+    rpc_spec = None
+    if spec.get("rpc"):
+        from targets.rpc import RPCSpec
+
+        rpc_spec = RPCSpec(**spec["rpc"])
 
     quant = point["quant"]
     if quant == "int8":
@@ -120,12 +125,14 @@ def run_candidate(spec: dict, report) -> dict:
     else:
         report("importing into Relax")
         mod = tvm_builder.import_onnx(spec["onnx_path"])
+    imported = mod
     mod = tvm_builder.prepare(mod, target)
     work_dir = None
     if point["schedule"] == "metaschedule":
         work_dir = spec["tuning_dir"]
         stats = tvm_builder.tune(mod, target, work_dir, int(point["trials"]), report=report,
-                                 runner_timeout_s=spec.get("runner_timeout_s", 60))
+                                 runner_timeout_s=spec.get("runner_timeout_s", 60),
+                                 rpc_spec=rpc_spec)
         result["tune_trials_run"] = stats.trials_run
         result["tune_seconds"] = stats.seconds
         if stats.trials_run and not stats.trials_measured:
@@ -137,12 +144,29 @@ def run_candidate(spec: dict, report) -> dict:
     tb = time.time()
     ex = tvm_builder.compile_module(mod, target, work_dir)
     os.makedirs(os.path.dirname(spec["artifact_path"]), exist_ok=True)
-    ex.export_library(spec["artifact_path"])
+    if rpc_spec is not None:
+        from targets.rpc import export_cross
+
+        export_cross(ex, spec["artifact_path"], rpc_spec.cross_cc)
+    else:
+        ex.export_library(spec["artifact_path"])
     result["build_seconds"] = time.time() - tb
     result["artifact_path"] = spec["artifact_path"]
     result["model_size_bytes"] = os.path.getsize(spec["artifact_path"])
 
-    vm = LocalVM(spec["artifact_path"])
+    if rpc_spec is not None:
+        # accuracy runs on a host build of the same variant (same imported module,
+        # default schedules); the device build is checked against the same reference
+        report("compiling a host build for accuracy")
+        host = tvm.target.Target({"kind": "llvm"})
+        tvm_builder.compile_module(tvm_builder.prepare(imported, host), host).export_library(
+            host_artifact(spec["artifact_path"]))
+        report(f"uploading to a device of key {rpc_spec.key!r} at {rpc_spec.tracker}")
+        from targets.runner import RemoteVM
+
+        vm = RemoteVM(spec["artifact_path"], rpc_spec)
+    else:
+        vm = LocalVM(spec["artifact_path"])
     numerics, rtol = NUMERICS[quant]
     result.update(check_and_time(vm.run, vm.latency, numerics, {"rtol": rtol, **spec}, report))
     # accuracy: measured afterwards per variant (kind "accuracy"), see tuner.search
@@ -193,14 +217,24 @@ def run_accuracy(spec: dict, report) -> dict:
     return result
 
 
+def host_artifact(artifact_path: str) -> str:
+    """Where a remote candidate's host build (for accuracy) lives, beside the device's."""
+    return artifact_path[:-3] + ".host.so"
+
+
 def run_remeasure(spec: dict, report) -> dict:
     """Time an existing TVM artifact again (drift detection): checked against its reference
     first, like the first time, so a stale or corrupted artifact fails instead of timing."""
-    from targets.runner import LocalVM
-
     import tvm
 
-    vm = LocalVM(spec["artifact_path"])
+    from targets.runner import LocalVM, RemoteVM
+
+    if spec.get("rpc"):
+        from targets.rpc import RPCSpec
+
+        vm = RemoteVM(spec["artifact_path"], RPCSpec(**spec["rpc"]))
+    else:
+        vm = LocalVM(spec["artifact_path"])
     numerics, rtol = NUMERICS[spec["quant"]]
     result = check_and_time(vm.run, vm.latency, numerics, {"rtol": rtol, **spec}, report)
     result.update(status="ok", tvm_version=tvm.__version__)

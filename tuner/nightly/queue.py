@@ -55,6 +55,8 @@ class Run:
     config_digest: str
     regressions: int | None = None
     report_path: str | None = None
+    tuner_version: str | None = None
+    tvm_version: str | None = None
 
 
 def default_worker() -> str:

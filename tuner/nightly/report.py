@@ -256,8 +256,8 @@ def write_report(cfg: NightlyConfig, db, queue: WorkQueue, run: Run) -> Report:
     title = f"Nightly report: {cfg.name}, night {run.night}"
     doc.h(1, title)
     workers = sorted({i["worker"] for i in cur if i["worker"]})
-    doc.p(f"Run {run.id}, started {run.started_at}; pose-tuner {_first(cur, 'tuner_version')}, "
-          f"TVM {_first(cur, 'tvm_version')}; workers: {', '.join(workers) or '-'}.")
+    doc.p(f"Run {run.id}, started {run.started_at}; pose-tuner {run.tuner_version}, "
+          f"TVM {run.tvm_version}; workers: {', '.join(workers) or '-'}.")
     doc.p(f"Compared with night {prev_run.night} (run {prev_run.id})." if prev_run else
           "First night of this configuration: nothing to compare with.")
     doc.p(f"**{len(regressions)} regression(s)**" if regressions else "No regression.")
@@ -343,6 +343,3 @@ def write_report(cfg: NightlyConfig, db, queue: WorkQueue, run: Run) -> Report:
     lines += [f"  REGRESSION {c.job} {c.what} {c.key}: {c.message}" for c in regressions]
     return Report(html_path, md_path, tuple(regressions), tuple(changes), "\n".join(lines))
 
-
-def _first(items: list[dict], key: str) -> str:
-    return next((i[key] for i in items if i.get(key)), "-")

@@ -205,14 +205,26 @@ class _Night:
         self.cfg, self.db, self.queue, self.say = cfg, db, queue, say
         self.runners: dict[str, _PointRunner] = {}
         self.jobs = {j.name: j for j in cfg.jobs}
+        self.point_counts: dict[str, int] = {}
 
     def runner(self, job: JobConfig) -> _PointRunner:
         if job.name not in self.runners:
             self.say(f"[{job.name}] preparing")
-            self.runners[job.name] = open_search(search_config(job, self.cfg),
-                                                 lambda m, n=job.name: self.say(f"[{n}] {m}"),
-                                                 self.db)
+            runner = open_search(search_config(job, self.cfg),
+                                 lambda m, n=job.name: self.say(f"[{n}] {m}"), self.db)
+            runner.n_points = self.point_counts.get(job.name, runner.n_points)
+            self.runners[job.name] = runner
         return self.runners[job.name]
+
+    def count_points(self, run_id: int) -> None:
+        """Progress lines count the night's points of each job (refinements included)."""
+        counts: dict[str, int] = {}
+        for it in self.queue.items(run_id):
+            if it["kind"] == "point":
+                counts[it["job"]] = counts.get(it["job"], 0) + 1
+        self.point_counts = counts
+        for name, runner in self.runners.items():
+            runner.n_points = counts.get(name, runner.n_points)
 
     def plan(self, night: str) -> list[dict]:
         tv = tvm_version()
@@ -331,6 +343,7 @@ def run_nightly(cfg: NightlyConfig, night: str | None = None, worker: str | None
                                   lambda: work.plan(night), versions)
     counts = queue.counts(run.id)
     total = sum(counts.values())
+    work.count_points(run.id)
     if run.status == "finished":
         say(f"night {night} of {cfg.name} is already finished ({run.regressions or 0} "
             f"regression(s)); report: {run.report_path}. Pass --night to run another.")

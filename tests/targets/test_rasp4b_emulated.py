@@ -1,0 +1,97 @@
+"""The rasp4b path for real against an emulated Pi (aarch64 TVM RPC servers under qemu on
+this machine): cross-compile, upload, run, numerical check, MetaSchedule over the device
+pool, the emulated mark; and the clear errors of a tracker without devices.
+
+The emulated root is built by `tuner device emulate rasp4b --prepare-only` (`.ci/run`
+does it); without it these tests are skipped, unless PTUNER_REQUIRE_EMULATOR is set."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from targets import TargetUnavailable, get_target
+from targets.emulator import emulator_dir, free_port, is_ready
+from tuner.cli import main
+from tuner.search import _device_lost
+
+
+@pytest.fixture(scope="module")
+def tracker_only():
+    """An RPC tracker with no device registered."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
+                             "--port", str(port), "--port-end", str(port + 1)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import socket
+
+    deadline = time.time() + 60
+    while time.time() < deadline:  # until it listens (importing TVM takes a while)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    yield f"127.0.0.1:{port}"
+    proc.kill()
+    proc.wait()
+
+
+def test_a_key_without_devices_is_a_clear_error(tracker_only):
+    with pytest.raises(TargetUnavailable, match="has no device under key 'rasp4b'"):
+        get_target("rasp4b", tracker=tracker_only).check_available()
+
+
+def test_only_lost_devices_are_retried():
+    assert _device_lost({"status": "failed", "error": "RPCError: no session on a device"})
+    assert _device_lost({"status": "failed", "error": "TVMError: Socket connection closed"})
+    assert not _device_lost({"status": "failed", "error": "numerical mismatch: rel err 0.3"})
+    assert not _device_lost({"status": "ok"})
+
+
+@pytest.fixture(scope="module")
+def pi():
+    if not is_ready():
+        if os.environ.get("PTUNER_REQUIRE_EMULATOR"):
+            pytest.fail("the emulated Pi's root is missing: tuner device emulate rasp4b --prepare-only")
+        pytest.skip("no emulated Pi root (tuner device emulate rasp4b --prepare-only)")
+    from targets.emulator import EmulatedPi
+
+    with EmulatedPi(servers=2, say=lambda m: None) as emu:
+        yield emu
+
+
+def _sessions(n=2):
+    """Sessions each emulated server has served so far (from their logs)."""
+    out = {}
+    for i in range(n):
+        path = os.path.join(emulator_dir(), "logs", f"server-rasp4b-{i}.log")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            out[i] = sum("connected from" in ln for ln in f)
+    return out
+
+
+def test_rasp4b_search_on_an_emulated_pi_pool(pi, tiny_onnx, tmp_path):
+    logs = str(tmp_path / "logs")
+    before = _sessions()
+    assert main(["search", "--target", "rasp4b", "--tracker", pi.tracker, "--model", tiny_onnx,
+                 "--prune", "0", "--quant", "fp32", "--schedules", "default,metaschedule:8",
+                 "--no-baselines", "--no-accuracy", "--measure-budget", "0.5",
+                 "--log-dir", logs]) == 0
+    con = sqlite3.connect(os.path.join(logs, "pareto.sqlite"))
+    rows = con.execute("select schedule, status, emulated, device, rel_err, artifact_path, "
+                       "latency_median_ms from candidates where backend = 'tvm' order by id").fetchall()
+    con.close()
+    assert [(s, st, em) for s, st, em, *_ in rows] == [("default", "ok", 1), ("metaschedule", "ok", 1)]
+    for _, _, _, device, rel_err, artifact, latency in rows:
+        assert device.startswith("emulated Pi") and rel_err < 2e-3 and latency > 0
+        with open(artifact, "rb") as f:  # an aarch64 ELF shared library (e_machine 183)
+            head = f.read(20)
+        assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183
+        assert os.path.isfile(artifact[:-3] + ".host.so")  # the host build, for accuracy
+    after = _sessions()
+    # the pool shared the work: both devices served sessions during this search
+    assert all(after[k] > before[k] for k in after), (before, after)
