@@ -54,10 +54,14 @@ def test_only_lost_devices_are_retried():
 
 @pytest.fixture(scope="module")
 def pi():
-    if not is_ready():
+    import shutil
+
+    if not is_ready() or shutil.which("aarch64-linux-gnu-g++") is None:
         if os.environ.get("PTUNER_REQUIRE_EMULATOR"):
-            pytest.fail("the emulated Pi's root is missing: tuner device emulate rasp4b --prepare-only")
-        pytest.skip("no emulated Pi root (tuner device emulate rasp4b --prepare-only)")
+            pytest.fail("the emulated Pi's root or the aarch64 cross linker is missing: "
+                        "tuner device emulate rasp4b --prepare-only")
+        pytest.skip("no emulated Pi root or cross linker (apt-get install g++-aarch64-linux-gnu; "
+                    "tuner device emulate rasp4b --prepare-only)")
     from targets.emulator import EmulatedPi
 
     with EmulatedPi(servers=2, say=lambda m: None) as emu:
