@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-dir", default=None,
                    help="this worker's folder for tuning records, artifacts and logs "
                         "(overrides the config's log_dir)")
+    p.add_argument("--report", action="store_true",
+                   help="only write the report of a finished night again (e.g. after "
+                        "changing the regression thresholds)")
 
     p = sub.add_parser("device", help="devices of remote targets: an emulated Raspberry Pi")
     dsub = p.add_subparsers(dest="device_command", required=True)
@@ -337,13 +340,18 @@ def cmd_export(args) -> int:
 
 def cmd_nightly(args) -> int:
     from .nightly import load_config
-    from .nightly.run import run_nightly
+    from .nightly.run import rewrite_report, run_nightly
 
     cfg = load_config(args.config)
     if args.log_dir:
         from dataclasses import replace
 
         cfg = replace(cfg, log_dir=args.log_dir)
+    if args.report:
+        from .nightly.run import tonight
+
+        return rewrite_report(cfg, args.night or tonight(), db_url=args.db,
+                              say=lambda m: print(m, flush=True)).exit_code
     out = run_nightly(cfg, night=args.night, worker=args.worker, db_url=args.db,
                       say=lambda m: print(m, flush=True))
     return out.exit_code

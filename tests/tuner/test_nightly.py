@@ -278,3 +278,37 @@ def test_later_nights_refine_the_front_until_max_trials(tmp_path, tiny_onnx, cap
                         ("p0.00-fp32-ms8", "measured", "ok")]
     assert got["3"] == [("p0.00-fp32-ms4", "reused", "ok"),
                         ("p0.00-fp32-ms8", "reused", "ok")]  # 16 > max_trials
+
+
+def _item(key, ms, p90=None, ap=0.5, status="ok", kind="point", i=[0], **kw):
+    i[0] += 1
+    return dict(id=i[0], job="m@t", kind=kind, key=key, state="done", status=status,
+                error=kw.get("error"), latency_median_ms=ms, latency_p90_ms=p90 or ms * 1.02,
+                ap=ap, model_size_bytes=1000, model_hash="h", candidate_id=i[0],
+                payload=json.dumps(kw.get("payload", {})))
+
+
+def test_regression_rules_on_two_nights():
+    from tuner.nightly.config import JobConfig, NightlyConfig
+    from tuner.nightly.report import compare_items, job_changes
+
+    job = JobConfig(model="m", target="t", constraints=(("max_latency_ms", 5.0),))
+    cfg = NightlyConfig(name="n", jobs=(job,))
+    prev = [_item("a", 2.0), _item("b", 3.0, ap=0.50), _item("c", 4.0), _item("d", 1.0)]
+    cur = [_item("a", 2.1),                  # +5 %: noise, not a regression
+           _item("b", 3.0, ap=0.47),         # AP -0.03
+           _item("c", 0, status="failed", error="boom"),
+           _item("d", 1.5),                  # +50 % and above last p90
+           _item("d", 1.3, kind="remeasure",
+                 payload={"stored_median_ms": 1.0, "stored_p90_ms": 1.05})]
+    got = {(c.key, c.what): c.regression for c in compare_items(cur, prev, cfg)}
+    assert got == {("b", "ap"): True, ("c", "status"): True, ("d", "latency"): True,
+                   ("d", "drift"): True}
+    # best under a latency cap = most accurate: a more accurate, slower best is no regression
+    prev = [_item("fast", 2.0, ap=0.49), _item("slow", 4.0, ap=0.49)]
+    cur = [_item("fast", 2.0, ap=0.49), _item("slow", 4.0, ap=0.50), _item("new", 3.0, ap=0.55)]
+    (best,) = [c for c in job_changes(job, cur, prev, cfg) if c.what == "best"]
+    assert best.key == "new" and not best.regression
+    cur = [_item("fast", 2.0, ap=0.40), _item("slow", 6.0, ap=0.49)]  # best now less accurate
+    (best,) = [c for c in job_changes(job, cur, prev, cfg) if c.what == "best"]
+    assert best.regression and "less accurate" in best.message

@@ -145,14 +145,32 @@ def job_changes(job: JobConfig, cur: list[dict], prev: list[dict],
     if bp is not None and bc is None:
         out.append(Change(job.name, bp["key"], "best", "no point meets the constraints any more "
                           f"(last night: {bp['key']}, {bp['latency_median_ms']:.3f} ms)", True))
-    elif bp is not None and bc is not None and _slower(
-            bc["latency_median_ms"], bp["latency_median_ms"], bp["latency_p90_ms"],
-            cfg.latency_threshold):
-        out.append(Change(job.name, bc["key"], "best",
-                          f"best point under the constraints is slower: {bp['key']} "
-                          f"{bp['latency_median_ms']:.3f} ms -> {bc['key']} "
-                          f"{bc['latency_median_ms']:.3f} ms", True))
+    elif bp is not None and bc is not None:
+        worse = _best_worse(bc, bp, job, cfg)
+        if worse or bc["key"] != bp["key"]:
+            out.append(Change(job.name, bc["key"], "best",
+                              f"best point under the constraints {worse or 'changed'}: "
+                              f"{bp['key']} ({_f(bp['latency_median_ms'])} ms, AP "
+                              f"{_f(bp['ap'])}) -> {bc['key']} ({_f(bc['latency_median_ms'])} ms, "
+                              f"AP {_f(bc['ap'])})", bool(worse)))
     return out
+
+
+def _best_worse(now: dict, before: dict, job: JobConfig, cfg: NightlyConfig) -> str | None:
+    """How tonight's best point is worse than last night's, by the rule that picked it
+    (:func:`tuner.pareto.best_under`): under a latency cap the most accurate wins, so a
+    lower AP is worse and a higher one better whatever the latency; otherwise the
+    fastest wins."""
+    if job.constraint("max_latency_ms") is not None and now["ap"] is not None \
+            and before["ap"] is not None:
+        if now["ap"] < before["ap"] - cfg.ap_threshold:
+            return "is less accurate"
+        if now["ap"] > before["ap"] + cfg.ap_threshold:
+            return None
+    if _slower(now["latency_median_ms"], before["latency_median_ms"],
+               before["latency_p90_ms"], cfg.latency_threshold):
+        return "is slower"
+    return None
 
 
 # -- rendering -----------------------------------------------------------------------

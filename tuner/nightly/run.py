@@ -323,6 +323,27 @@ def _baseline_key(name: str) -> dict:
     return {"backend": bl.backend, "quant": bl.quant}
 
 
+def rewrite_report(cfg: NightlyConfig, night: str, db_url: str | None = None,
+                   say: Callable[[str], None] = print) -> NightlyOutcome:
+    """Write a finished night's report again (after changing thresholds, say)."""
+    from .report import write_report
+
+    t0 = time.time()
+    db = ParetoDB(db_url or cfg.db_url)
+    queue = WorkQueue(db, None, cfg.lease_s)
+    run = queue.find_run(cfg.name, night)
+    if run is None or run.status != "finished":
+        raise NightlyError(f"night {night!r} of {cfg.name!r} is "
+                           f"{'not in the database' if run is None else 'not finished'}; "
+                           "run it first")
+    report = write_report(cfg, db, queue, run)
+    queue.set_report(run.id, len(report.regressions), report.html_path)
+    say(report.summary)
+    return NightlyOutcome(queue.find_run(cfg.name, night), False, True,
+                          (report.html_path, report.md_path), len(report.regressions), 0,
+                          time.time() - t0)
+
+
 def run_nightly(cfg: NightlyConfig, night: str | None = None, worker: str | None = None,
                 say: Callable[[str], None] = print, db_url: str | None = None) -> NightlyOutcome:
     """Run (or join, or resume) ``night`` of ``cfg`` as one worker; see the module docstring."""
