@@ -99,3 +99,18 @@ def test_rasp4b_search_on_an_emulated_pi_pool(pi, tiny_onnx, tmp_path):
     after = _sessions()
     # the pool shared the work: both devices served sessions during this search
     assert all(after[k] > before[k] for k in after), (before, after)
+
+
+def test_rasp4b_accuracy_is_scored_on_the_host_build(pi, tmp_path, capsys):
+    logs = str(tmp_path / "logs")
+    assert main(["search", "--target", "rasp4b", "--tracker", pi.tracker,
+                 "--model", "shufflenetv2_fpn", "--input-size", "64x64", "--prune", "0",
+                 "--quant", "fp32", "--schedules", "default", "--no-baselines",
+                 "--val-images", "2", "--measure-budget", "0.5", "--log-dir", logs]) == 0
+    con = sqlite3.connect(os.path.join(logs, "pareto.sqlite"))
+    ((ap, people, emulated),) = con.execute(
+        "select ap, accuracy_people, emulated from candidates where backend = 'tvm'").fetchall()
+    con.close()
+    assert ap is not None and people > 0 and emulated == 1
+    assert main(["device", "emulate", "rasp4b", "--prepare-only"]) == 0  # cached: instant
+    assert capsys.readouterr().out.strip().endswith("root")
