@@ -114,3 +114,21 @@ def test_rasp4b_accuracy_is_scored_on_the_host_build(pi, tmp_path, capsys):
     assert ap is not None and people > 0 and emulated == 1
     assert main(["device", "emulate", "rasp4b", "--prepare-only"]) == 0  # cached: instant
     assert capsys.readouterr().out.strip().endswith("root")
+
+
+def test_nightly_job_on_the_emulated_pi_remeasures_on_the_device(pi, tiny_onnx, tmp_path):
+    cfg = tmp_path / "nightly.toml"
+    cfg.write_text(f'name = "pi"\nlog_dir = "{tmp_path / "logs"}"\n'
+                   "[regression]\nlatency = 5.0\n"
+                   f'[[jobs]]\nmodel = "{tiny_onnx}"\ntarget = "rasp4b"\ntracker = "{pi.tracker}"\n'
+                   'quant = ["fp32"]\nprune = [0.0]\nschedules = ["default"]\nremeasure = 1\n'
+                   "baselines = false\naccuracy = false\nmeasure_budget_s = 0.3\n")
+    for night in ("1", "2"):
+        assert main(["nightly", "--config", str(cfg), "--night", night]) == 0
+    con = sqlite3.connect(os.path.join(tmp_path, "logs", "pareto.sqlite"))
+    rows = con.execute("select r.night, i.kind, i.outcome, i.status, i.device from work_items i "
+                       "join nightly_runs r on r.id = i.run_id order by i.id").fetchall()
+    con.close()
+    assert [r[:4] for r in rows] == [("1", "point", "measured", "ok"), ("2", "point", "reused", "ok"),
+                                     ("2", "remeasure", "remeasured", "ok")]
+    assert rows[2][4].startswith("emulated Pi")

@@ -63,6 +63,7 @@ JOB_KEYS = {
     "measure_budget_s": "seconds of timed runs per latency",
     "threads": "runtime threads",
     "tracker": "RPC tracker HOST:PORT for remote targets",
+    "rpc_key": "RPC key of the remote device pool (default: the target's)",
     "constraints": "table: max_latency_ms, min_ap, max_size_mb for the best point",
 }
 CONSTRAINT_KEYS = ("max_latency_ms", "min_ap", "max_size_mb")
@@ -92,6 +93,7 @@ class JobConfig:
     measure_budget_s: float = 10.0
     threads: int | None = None
     tracker: str | None = None
+    rpc_key: str | None = None
     constraints: tuple[tuple[str, float], ...] = ()
 
     @property
@@ -145,7 +147,7 @@ def _job(raw: dict, defaults: dict, where: str) -> JobConfig:
             raise NightlyConfigError(f"{where}: '{req}' is required ({JOB_KEYS[req]})")
     kw: dict = {"model": data["model"], "target": data["target"]}
     try:
-        for k in ("input_size", "space", "tracker"):
+        for k in ("input_size", "space", "tracker", "rpc_key"):
             if k in data:
                 kw[k] = str(data[k])
         if "prune" in data:

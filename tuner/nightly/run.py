@@ -94,6 +94,7 @@ def search_config(job: JobConfig, cfg: NightlyConfig) -> SearchConfig:
         target=job.target, model=job.model, input_size=parse_input_size(job.input_size),
         space=space, log_dir=cfg.log_dir, timeout_s=job.timeout_s,
         measure_budget_s=job.measure_budget_s, threads=job.threads, tracker=job.tracker,
+        rpc_key=job.rpc_key,
         baselines=job.baselines, accuracy=accuracy,
     )
 
@@ -297,11 +298,14 @@ class _Night:
                               f"({rec.artifact_path if rec else 'row gone'})")
         ref = rec.artifact_path[:-3] + ".qdq.onnx" if rec.quant == "int8" else rec.model_path
         head = f"[{item.job}] re-measure {item.key}"
+        spec = {"kind": "remeasure", "artifact_path": rec.artifact_path, "onnx_path": ref,
+                "input_shape": [int(v) for v in rec.input_shape.split("x")], "quant": rec.quant,
+                "measure_budget_s": runner.cfg.measure_budget_s}
+        rpc = runner.target.rpc_spec()
+        if rpc is not None:  # a remote target's point is re-timed on a device of its pool
+            spec["rpc"] = rpc.as_dict()
         result = run_in_child(
-            {"kind": "remeasure", "artifact_path": rec.artifact_path, "onnx_path": ref,
-             "input_shape": [int(v) for v in rec.input_shape.split("x")], "quant": rec.quant,
-             "measure_budget_s": runner.cfg.measure_budget_s},
-            runner.cfg.timeout_s, os.path.join(runner.run_root, f"remeasure-{item.key}.log"),
+            spec, runner.cfg.timeout_s, os.path.join(runner.run_root, f"remeasure-{item.key}.log"),
             on_progress=lambda m: self.say(f"{head}: {m}"), threads=runner.threads)
         snap = _snapshot(rec)
         snap.update(outcome="remeasured", status=result.get("status", "failed"),
