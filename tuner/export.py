@@ -24,6 +24,23 @@ class ExportError(RuntimeError):
     pass
 
 
+def _preprocess(model_name: str) -> dict | str:
+    """The input convention of the model: the zoo's is known; another model's is its own
+    (what was passed to the search with --mean/--std/--bgr/--pixel-range)."""
+    from . import zoo
+
+    if model_name in zoo.ZOO:
+        from dataclasses import asdict
+
+        from .accuracy.benchmark import Preprocess
+
+        d = asdict(Preprocess())
+        return {"color": "RGB" if d["rgb"] else "BGR", "pixel_range": "0-1" if d["scale01"]
+                else "0-255", "mean": list(d["mean"]), "std": list(d["std"]),
+                "crop": "person box padded 1.25x, affine to the input size"}
+    return "the source model's own convention (as passed to tuner search with --mean/--std/--bgr/--pixel-range)"
+
+
 def deployment_info(rec) -> dict:
     """What a deployment pipeline needs of a record besides its figures: whether the
     artifact is still there, how to export it, and how to rebuild it reproducibly (from
@@ -60,7 +77,10 @@ def export_bundle(db: ParetoDB, record_id: int, out_dir: str) -> dict:
         "library": "model.so",
         "reference_model": "reference.onnx" if rec.model_path else None,
         "input": {"shape": rec.input_shape, "layout": "NCHW", "dtype": "float32",
-                  "preprocess": "as for the source model (zoo: RGB, 0-1, ImageNet mean/std)"},
+                  "preprocess": _preprocess(rec.model_name)},
+        "weights": "inside model.so (constants of the compiled module)",
+        "output": "heatmaps (1, K, H/4, W/4), COCO keypoint order; decode with argmax + "
+                  "quarter-pixel refinement (tuner/accuracy/decode.py)",
         "run": RUN_SNIPPET,
     }
     with open(os.path.join(out_dir, "metadata.json"), "w", encoding="utf-8") as f:

@@ -227,6 +227,8 @@ def test_export_writes_a_runnable_bundle(searched, tmp_path, capsys):
     assert {"model.so", "metadata.json", "reference.onnx"} <= set(os.listdir(out))
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["candidate"]["id"] == best["id"]
+    assert meta["input"]["preprocess"]["color"] == "RGB"  # the zoo's convention, spelled out
+    assert len(meta["input"]["preprocess"]["mean"]) == 3
     import tvm
     from tvm import relax
 

@@ -312,3 +312,17 @@ def test_regression_rules_on_two_nights():
     cur = [_item("fast", 2.0, ap=0.40), _item("slow", 6.0, ap=0.49)]  # best now less accurate
     (best,) = [c for c in job_changes(job, cur, prev, cfg) if c.what == "best"]
     assert best.regression and "less accurate" in best.message
+
+
+def test_time_budget_skips_the_rest_and_the_next_night_continues(tmp_path, capsys):
+    logs = str(tmp_path / "logs")
+    cfg = write_config(tmp_path, job=ZOO_JOB.format(quant='["fp32", "fp16"]'),
+                       defaults="remeasure = 0\ntime_budget_min = 0.002")  # ~0.1 s
+    assert main(["nightly", "--config", cfg, "--night", "1"]) == 0
+    md = open(os.path.join(logs, "reports", "t", "1", "report.md")).read()
+    assert "### Failed and skipped" in md and "time budget of 0.002 min spent" in md
+    assert [(s, o) for _, _, _, s, o, *_ in items(logs, "1")] == [("done", "measured"),
+                                                                  ("skipped", None)]
+    assert main(["nightly", "--config", cfg, "--night", "2"]) == 0  # picks up what was left
+    assert [(s, o) for _, _, _, s, o, *_ in items(logs, "2")] == [("done", "reused"),
+                                                                  ("done", "measured")]
