@@ -35,7 +35,26 @@ class CUDA(Target):
                 "target cuda needs an NVIDIA GPU with its driver (libcuda.so.1 not found on "
                 "this machine); run the search on a machine with a GPU"
             )
-        raise TargetUnavailable(
-            "a CUDA driver is present, but building and measuring on CUDA is not built yet "
-            "in this version of pose-tuner (remote targets: issue 6)"
-        )
+        import shutil
+
+        if shutil.which("nvcc") is None:
+            import importlib.util
+
+            if importlib.util.find_spec("cuda.bindings") is None:  # nvrtc
+                raise TargetUnavailable(
+                    "TVM 0.27 libraries carry CUDA source that is compiled when loaded: install "
+                    "the CUDA toolkit (nvcc; then TVM_CUDA_COMPILE_MODE=nvcc) or "
+                    "`pip install cuda-bindings` (nvrtc)")
+
+
+def prepare_cuda_loading() -> None:
+    """Before loading a CUDA artifact: TVM 0.27 compiles its CUDA source at load time
+    through ``tvm.support.nvcc``; use nvcc when nvrtc (cuda-bindings) is missing."""
+    import importlib.util
+    import os
+    import shutil
+
+    if "TVM_CUDA_COMPILE_MODE" not in os.environ and shutil.which("nvcc") \
+            and importlib.util.find_spec("cuda.bindings") is None:
+        os.environ["TVM_CUDA_COMPILE_MODE"] = "nvcc"
+    import tvm.support.nvcc  # noqa: F401  (registers tvm_callback_cuda_compile)

@@ -388,4 +388,21 @@ def compile_module(
                 relax.transform.LiftTransformParams(),
                 relax.transform.FoldConstant(),
             ])(mod)
+    if target.kind.name == "cuda":
+        mod = gpu_default_schedules(mod, target)
     return tvm.compile(mod, target=target)
+
+
+def gpu_default_schedules(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
+    """dlight schedules for the GPU kernels no tuning record covers.
+
+    TVM 0.27's default CUDA pipeline also tries dlight's Reduction / GeneralReduction
+    rules, whose schedule for the grouped convolutions of the sub-pixel rewrite fails
+    later in LowerCrossThreadReduction ("reduction-related loops ... not the deepest");
+    Matmul, GEMV and the Fallback rule build every kernel of the zoo models. Scheduled
+    functions are marked, so the default pipeline leaves them alone.
+    """
+    from tvm.s_tir import dlight as dl
+
+    with target:
+        return dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Fallback())(mod)

@@ -127,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only write the report of a finished night again (e.g. after "
                         "changing the regression thresholds)")
 
+    p = sub.add_parser("build", help="compile a model for a target without measuring it (no "
+                                     "device needed: cross-compiles for rasp4b, builds for cuda)")
+    p.add_argument("--target", required=True, help="hardware target (see `tuner targets`)")
+    p.add_argument("--model", default="shufflenetv2_fpn", help="zoo name, .onnx file or module:factory")
+    p.add_argument("--input-size", default=None, help="HxW for zoo/PyTorch models (default 256x192)")
+    p.add_argument("--quant", choices=("fp32", "fp16"), default="fp32",
+                   help="fp32 or fp16 (int8 needs calibration: use tuner search)")
+    p.add_argument("--out", required=True, help="the library to write (.so)")
+    p.add_argument("--log-dir", default=DEFAULT_LOG_DIR)
+    p.add_argument("--timeout", type=float, default=3600.0)
+
     p = sub.add_parser("device", help="devices of remote targets: an emulated Raspberry Pi")
     dsub = p.add_subparsers(dest="device_command", required=True)
     e = dsub.add_parser("emulate", help="start aarch64 TVM RPC servers under qemu (an emulated "
@@ -357,6 +368,27 @@ def cmd_nightly(args) -> int:
     return out.exit_code
 
 
+def cmd_build(args) -> int:
+    from targets import get_target
+
+    from .executor import run_in_child
+    from .model_source import parse_input_size, prepare_model
+
+    target = get_target(args.target)
+    if not args.out.endswith(".so"):
+        raise UserError(f"--out must name a .so file, got {args.out!r}")
+    model = prepare_model(args.model, parse_input_size(args.input_size),
+                          os.path.join(args.log_dir, "models"))
+    result = run_in_child(
+        {"kind": "build", "onnx_path": model.onnx_path, "tvm_target": target.tvm_target(),
+         "quant": args.quant, "artifact_path": args.out},
+        args.timeout, os.path.join(args.log_dir, "runs", "build", f"{target.name}.log"),
+        on_progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps({"target": target.name, "tvm_target": target.tvm_target(),
+                      "model": model.name, "model_hash": model.model_hash, **result}, indent=2))
+    return 0 if result.get("status") == "ok" else 1
+
+
 def cmd_device(args) -> int:
     from targets.emulator import EmulatedPi, EmulatorError, prepare_root
 
@@ -420,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     handlers = {"search": cmd_search, "pareto": cmd_pareto, "best": cmd_best,
                 "targets": cmd_targets, "models": cmd_models, "compare": cmd_compare, "export": cmd_export,
-                "nightly": cmd_nightly, "device": cmd_device}
+                "nightly": cmd_nightly, "device": cmd_device, "build": cmd_build}
     try:
         return handlers[args.command](args)
     except (UserError, SearchSpaceError, TargetUnavailable, UnknownTarget, ModelError,

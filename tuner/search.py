@@ -275,6 +275,7 @@ def accuracy_pass(cfg: SearchConfig, model: PreparedModel, db: ParetoDB,
             t0 = time.time()
             result = run_in_child(
                 {"kind": "accuracy", "artifact_path": path,
+                 "device": local_device(cfg.target, fastest.artifact_path, path),
                  "input_shape": list(model.input_shape), "accuracy": cfg.accuracy.as_dict()},
                 cfg.timeout_s, os.path.join(run_root, f"accuracy-p{prune:.2f}-{quant}.log"),
                 on_progress=lambda m, h=head: say(f"{h}: {m}"), threads=threads)
@@ -417,6 +418,14 @@ class _PointRunner:
             if r.id == new.id:
                 self.done[p] = new
         return new
+
+
+def local_device(target_name: str, artifact_path: str, run_path: str) -> str:
+    """Where ``run_path`` (the artifact, or its host build) runs on this machine: a CUDA
+    target's artifact on the GPU, everything else on the CPU."""
+    if run_path == artifact_path and get_target(target_name).tvm_target().get("kind") == "cuda":
+        return "cuda"
+    return "cpu"
 
 
 def _device_lost(result: dict) -> bool:

@@ -166,7 +166,7 @@ def run_candidate(spec: dict, report) -> dict:
 
         vm = RemoteVM(spec["artifact_path"], rpc_spec)
     else:
-        vm = LocalVM(spec["artifact_path"])
+        vm = LocalVM(spec["artifact_path"], device=_device(spec["tvm_target"]))
     numerics, rtol = NUMERICS[quant]
     result.update(check_and_time(vm.run, vm.latency, numerics, {"rtol": rtol, **spec}, report))
     # accuracy: measured afterwards per variant (kind "accuracy"), see tuner.search
@@ -196,6 +196,35 @@ def run_baseline(spec: dict, report) -> dict:
     return result
 
 
+def run_build(spec: dict, report) -> dict:
+    """Compile only (``tuner build``): the model for the target with its default
+    schedules, exported as the library that target loads (cross-linked for aarch64)."""
+    import tvm
+
+    from targets import tvm_builder
+
+    t0 = time.time()
+    target = tvm.target.Target(spec["tvm_target"])
+    report(f"importing into Relax ({spec['quant']})")
+    if spec["quant"] == "fp16":
+        mod = tvm_builder.to_fp16(tvm_builder.import_onnx(spec["onnx_path"], clip_as_min_max=True))
+    else:
+        mod = tvm_builder.import_onnx(spec["onnx_path"])
+    report("compiling")
+    ex = tvm_builder.compile_module(tvm_builder.prepare(mod, target), target)
+    path = spec["artifact_path"]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if str(spec["tvm_target"].get("mtriple", "")).startswith("aarch64"):
+        from targets.rpc import export_cross
+
+        export_cross(ex, path, "aarch64-linux-gnu-g++")
+    else:
+        ex.export_library(path)
+    return {"status": "ok", "artifact_path": os.path.abspath(path),
+            "model_size_bytes": os.path.getsize(path), "build_seconds": time.time() - t0,
+            "tvm_version": tvm.__version__}
+
+
 def run_accuracy_on(predict, spec: dict, report) -> dict:
     from tuner.accuracy.benchmark import AccuracySpec, measure
 
@@ -211,10 +240,15 @@ def run_accuracy(spec: dict, report) -> dict:
     """Accuracy of an already built TVM artifact (host build)."""
     from targets.runner import LocalVM
 
-    vm = LocalVM(spec["artifact_path"])
+    vm = LocalVM(spec["artifact_path"], device=spec.get("device", "cpu"))
     result = run_accuracy_on(vm.run, spec, report)
     result["status"] = "ok"
     return result
+
+
+def _device(tvm_target: dict) -> str:
+    """Where a local artifact of this TVM target runs: ``cuda`` or ``cpu``."""
+    return "cuda" if tvm_target.get("kind") == "cuda" else "cpu"
 
 
 def host_artifact(artifact_path: str) -> str:
@@ -234,7 +268,7 @@ def run_remeasure(spec: dict, report) -> dict:
 
         vm = RemoteVM(spec["artifact_path"], RPCSpec(**spec["rpc"]))
     else:
-        vm = LocalVM(spec["artifact_path"])
+        vm = LocalVM(spec["artifact_path"], device=spec.get("device", "cpu"))
     numerics, rtol = NUMERICS[spec["quant"]]
     result = check_and_time(vm.run, vm.latency, numerics, {"rtol": rtol, **spec}, report)
     result.update(status="ok", tvm_version=tvm.__version__)
@@ -262,6 +296,8 @@ def main(argv: list[str]) -> int:
             result = run_accuracy(spec, report)
         elif spec.get("kind") == "remeasure":
             result = run_remeasure(spec, report)
+        elif spec.get("kind") == "build":
+            result = run_build(spec, report)
         else:
             result = run_candidate(spec, report)
     except Exception as exc:  # noqa: BLE001 - failures are data

@@ -251,3 +251,22 @@ def test_pareto_plot_writes_a_png(searched, tmp_path, capsys):
     assert main(["pareto", "--target", "x86-vnni", "--log-dir", searched, "--plot",
                  str(tmp_path / "missing" / "f.png")]) == 2
     assert "cannot plot" in capsys.readouterr().err
+
+
+def test_build_without_a_device(tmp_path, tiny_onnx, capsys):
+    """`tuner build` compiles for a target this machine cannot measure: CUDA, and the Pi
+    (an aarch64 shared library, cross-linked)."""
+    import shutil
+
+    assert main(["build", "--target", "cuda", "--model", tiny_onnx, "--out",
+                 str(tmp_path / "cuda.so"), "--log-dir", str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "ok" and out["tvm_target"]["kind"] == "cuda"
+    assert b'extern "C" __global__' in (tmp_path / "cuda.so").read_bytes()
+    if shutil.which("aarch64-linux-gnu-g++"):
+        assert main(["build", "--target", "rasp4b", "--model", tiny_onnx, "--out",
+                     str(tmp_path / "pi.so"), "--log-dir", str(tmp_path)]) == 0
+        head = (tmp_path / "pi.so").read_bytes()[:20]
+        assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183
+    assert main(["build", "--target", "cuda", "--model", tiny_onnx, "--out",
+                 str(tmp_path / "x.bin")]) == 2

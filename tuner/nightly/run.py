@@ -300,7 +300,8 @@ class _Night:
         head = f"[{item.job}] re-measure {item.key}"
         spec = {"kind": "remeasure", "artifact_path": rec.artifact_path, "onnx_path": ref,
                 "input_shape": [int(v) for v in rec.input_shape.split("x")], "quant": rec.quant,
-                "measure_budget_s": runner.cfg.measure_budget_s}
+                "measure_budget_s": runner.cfg.measure_budget_s,
+                "device": "cuda" if runner.tvm_target.get("kind") == "cuda" else "cpu"}
         rpc = runner.target.rpc_spec()
         if rpc is not None:  # a remote target's point is re-timed on a device of its pool
             spec["rpc"] = rpc.as_dict()
