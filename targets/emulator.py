@@ -48,9 +48,13 @@ def is_ready() -> bool:
     return os.path.exists(os.path.join(emulator_dir(), "READY"))
 
 
-def _run(cmd: list[str], say, what: str, timeout: float = 3600) -> None:
+def _run(cmd: list[str], say, what: str, timeout: float = 900) -> None:
     say(f"emulator: {what}")
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise EmulatorError(f"{what} took more than {timeout:.0f} s (network?); run again to "
+                            "continue") from None
     if res.returncode != 0:
         tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-5:])
         raise EmulatorError(f"{what} failed ({' '.join(cmd[:3])} ...):\n{tail}")
@@ -86,7 +90,7 @@ def prepare_root(say: Callable[[str], None] = print) -> str:
         _run(["debootstrap", "--arch=arm64", "--variant=minbase",
               "--include=python3,python3-venv,libgomp1", "bookworm", tmp,
               "http://deb.debian.org/debian"], say,
-             "debootstrap of an arm64 Debian bookworm root (about 8 minutes)")
+             "debootstrap of an arm64 Debian bookworm root (3-8 minutes)", timeout=1800)
         shutil.rmtree(root, ignore_errors=True)
         os.replace(tmp, root)
     wheels = os.path.join(root, "opt", "wheels")
