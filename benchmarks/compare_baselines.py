@@ -15,10 +15,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# TVM's runtime uses one thread per physical core unless told: on a 2-vCPU machine that is
-# one thread, half of what every other backend (and `tuner search`) gets
-os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
+import _bootstrap  # noqa: E402,F401  (the repository on sys.path; TVM's threads)
 
 
 def main() -> int:

@@ -187,13 +187,14 @@ def _record(key: dict, model: PreparedModel, result: dict, t0: float,
 def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB, threads: int,
                   say: Callable[[str], None], run_root: str, art_root: str,
                   tvm_target: dict, names: list[str] | None = None,
-                  force: bool | None = None) -> list[CandidateRecord]:
+                  force: bool | None = None, prov: dict | None = None) -> list[CandidateRecord]:
     """Measure the target's baselines (or those of ``names``) with the same harness;
     skipped ones keep their reason. Rows belong to the configuration of ``tvm_target``
-    (:func:`target_digest`); ``force`` overrides ``cfg.force``."""
+    (:func:`target_digest`); ``force`` overrides ``cfg.force``; ``prov`` is the
+    :func:`provenance` of the target when the caller has it."""
     from targets.baselines import BaselineUnavailable, get_baseline
 
-    config, prov = target_digest(tvm_target), provenance(target, tvm_target)
+    config, prov = target_digest(tvm_target), prov or provenance(target, tvm_target)
     force = cfg.force if force is None else force
     records = []
     names = list(target.baselines) if names is None else names
@@ -243,7 +244,7 @@ def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB,
 
 def accuracy_pass(cfg: SearchConfig, model: PreparedModel, db: ParetoDB,
                   records: list[CandidateRecord], threads: int, say: Callable[[str], None],
-                  run_root: str) -> list[CandidateRecord]:
+                  run_root: str, tvm_target: dict) -> list[CandidateRecord]:
     """Measure AP/PCK once per (pruning, quantization) variant on its fastest TVM build and
     give it to every schedule point of that variant: schedules change speed, not
     predictions (the numerical check guards that). A failed evaluation fails the variant's
@@ -264,7 +265,7 @@ def accuracy_pass(cfg: SearchConfig, model: PreparedModel, db: ParetoDB,
         if done is not None and not cfg.force:
             result = {k: getattr(done, k) for k in ACCURACY_FIELDS}
         else:
-            from .worker import host_artifact
+            from .worker import host_artifact, run_device
 
             fastest = min(recs, key=lambda r: r.latency_median_ms)
             # a remote device's candidate is scored on its host build (same variant)
@@ -275,7 +276,8 @@ def accuracy_pass(cfg: SearchConfig, model: PreparedModel, db: ParetoDB,
             t0 = time.time()
             result = run_in_child(
                 {"kind": "accuracy", "artifact_path": path,
-                 "device": local_device(cfg.target, fastest.artifact_path, path),
+                 # the artifact runs where its target does; a host build on the CPU
+                 "device": run_device(tvm_target) if path == fastest.artifact_path else "cpu",
                  "input_shape": list(model.input_shape), "accuracy": cfg.accuracy.as_dict()},
                 cfg.timeout_s, os.path.join(run_root, f"accuracy-p{prune:.2f}-{quant}.log"),
                 on_progress=lambda m, h=head: say(f"{h}: {m}"), threads=threads)
@@ -399,7 +401,8 @@ class _PointRunner:
                   force: bool | None = None) -> list[CandidateRecord]:
         """The target's baselines (or ``names``) measured for this model, or reused."""
         return run_baselines(self.cfg, self.target, self.model, self.db, self.threads, self.say,
-                             self.run_root, self.art_root, self.tvm_target, names, force)
+                             self.run_root, self.art_root, self.tvm_target, names, force,
+                             self.provenance)
 
     def with_accuracy(self, rec: CandidateRecord) -> CandidateRecord:
         """``rec`` with AP/PCK (measured now on this build if its variant has none yet)."""
@@ -412,20 +415,13 @@ class _PointRunner:
         # measure on this build unless another build of the variant has AP already
         measured = [r for r in same if r.ap is not None and r.id != rec.id]
         (new,) = [r for r in accuracy_pass(self.cfg, self.model, self.db, [rec] + measured,
-                                           self.threads, self.say, self.run_root)
+                                           self.threads, self.say, self.run_root,
+                                           self.tvm_target)
                   if r.id == rec.id]
         for p, r in self.done.items():
             if r.id == new.id:
                 self.done[p] = new
         return new
-
-
-def local_device(target_name: str, artifact_path: str, run_path: str) -> str:
-    """Where ``run_path`` (the artifact, or its host build) runs on this machine: a CUDA
-    target's artifact on the GPU, everything else on the CPU."""
-    if run_path == artifact_path and get_target(target_name).tvm_target().get("kind") == "cuda":
-        return "cuda"
-    return "cpu"
 
 
 def _device_lost(result: dict) -> bool:
@@ -509,7 +505,8 @@ def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
         say(f"time budget spent: {len(skipped)} candidate(s) not started "
             f"({', '.join(p.key for p in skipped)}); run again to continue")
     if cfg.accuracy is not None:
-        records = accuracy_pass(cfg, model, db, records, runner.threads, say, runner.run_root)
+        records = accuracy_pass(cfg, model, db, records, runner.threads, say, runner.run_root,
+                                runner.tvm_target)
     if cfg.baselines:
         records += runner.baselines()
     front = pareto_front(db.records(target=target.name, model_hash=model.model_hash))

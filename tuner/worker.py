@@ -89,6 +89,17 @@ def run_variant(spec: dict, report) -> dict:
 NUMERICS = {"fp32": ("exact", 2e-3), "fp16": ("exact", 5e-2), "int8": ("exact", 5e-2)}
 
 
+def import_float(onnx_path: str, quant: str, report):
+    """The ONNX model in Relax, fp32 or converted to fp16 (int8 has its own path)."""
+    from targets import tvm_builder
+
+    if quant == "fp16":
+        report("importing into Relax; converting to fp16")
+        return tvm_builder.to_fp16(tvm_builder.import_onnx(onnx_path, clip_as_min_max=True))
+    report("importing into Relax")
+    return tvm_builder.import_onnx(onnx_path)
+
+
 def run_candidate(spec: dict, report) -> dict:
     import tvm
 
@@ -119,12 +130,8 @@ def run_candidate(spec: dict, report) -> dict:
         spec = {**spec, "onnx_path": qdq}
         report("importing into Relax; rewriting quantized convolutions to integer compute")
         mod = int8.integer_rewrite(tvm_builder.import_onnx(qdq))
-    elif quant == "fp16":
-        report("importing into Relax; converting to fp16")
-        mod = tvm_builder.to_fp16(tvm_builder.import_onnx(spec["onnx_path"], clip_as_min_max=True))
     else:
-        report("importing into Relax")
-        mod = tvm_builder.import_onnx(spec["onnx_path"])
+        mod = import_float(spec["onnx_path"], quant, report)
     imported = mod
     mod = tvm_builder.prepare(mod, target)
     work_dir = None
@@ -166,7 +173,7 @@ def run_candidate(spec: dict, report) -> dict:
 
         vm = RemoteVM(spec["artifact_path"], rpc_spec)
     else:
-        vm = LocalVM(spec["artifact_path"], device=_device(spec["tvm_target"]))
+        vm = LocalVM(spec["artifact_path"], device=run_device(spec["tvm_target"]))
     numerics, rtol = NUMERICS[quant]
     result.update(check_and_time(vm.run, vm.latency, numerics, {"rtol": rtol, **spec}, report))
     # accuracy: measured afterwards per variant (kind "accuracy"), see tuner.search
@@ -205,11 +212,7 @@ def run_build(spec: dict, report) -> dict:
 
     t0 = time.time()
     target = tvm.target.Target(spec["tvm_target"])
-    report(f"importing into Relax ({spec['quant']})")
-    if spec["quant"] == "fp16":
-        mod = tvm_builder.to_fp16(tvm_builder.import_onnx(spec["onnx_path"], clip_as_min_max=True))
-    else:
-        mod = tvm_builder.import_onnx(spec["onnx_path"])
+    mod = import_float(spec["onnx_path"], spec["quant"], report)
     report("compiling")
     ex = tvm_builder.compile_module(tvm_builder.prepare(mod, target), target)
     path = spec["artifact_path"]
@@ -246,7 +249,7 @@ def run_accuracy(spec: dict, report) -> dict:
     return result
 
 
-def _device(tvm_target: dict) -> str:
+def run_device(tvm_target: dict) -> str:
     """Where a local artifact of this TVM target runs: ``cuda`` or ``cpu``."""
     return "cuda" if tvm_target.get("kind") == "cuda" else "cpu"
 

@@ -7,7 +7,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -214,9 +213,9 @@ def postgres_url():
     data = os.path.join(base, "data")
     subprocess.run(as_user + [initdb, "-D", data, "-U", "postgres", "--auth=trust"],
                    check=True, capture_output=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from targets.emulator import free_port
+
+    port = free_port()
     subprocess.run(as_user + [pg_ctl, "-D", data, "-l", os.path.join(base, "log"), "-w", "-o",
                               f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"],
                    check=True, capture_output=True)

@@ -59,6 +59,10 @@ class Run:
     tvm_version: str | None = None
 
 
+def _to_run(row) -> Run | None:
+    return Run(**{k: getattr(row, k) for k in Run.__dataclass_fields__}) if row else None
+
+
 def default_worker() -> str:
     return f"{platform.node()}:{os.getpid()}"
 
@@ -85,7 +89,7 @@ class WorkQueue:
     def _run(self, conn, name: str, night: str) -> Run | None:
         r = self.db.runs.c
         row = conn.execute(self.sa.select(self.db.runs).where(r.name == name, r.night == night)).first()
-        return Run(**{k: getattr(row, k) for k in Run.__dataclass_fields__}) if row else None
+        return _to_run(row)
 
     def find_run(self, name: str, night: str) -> Run | None:
         with self.db.engine.connect() as conn:
@@ -147,7 +151,7 @@ class WorkQueue:
              .order_by(r.id.desc()).limit(1))
         with self.db.engine.connect() as conn:
             row = conn.execute(q).first()
-        return Run(**{k: getattr(row, k) for k in Run.__dataclass_fields__}) if row else None
+        return _to_run(row)
 
     def items(self, run_id: int) -> list[dict]:
         i = self.db.items.c

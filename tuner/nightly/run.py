@@ -27,6 +27,7 @@ from search_space import SearchPoint, SearchSpaceError, load_space, parse_schedu
 from .. import __version__, build_version
 from ..db import ParetoDB
 from ..executor import run_in_child
+from ..worker import run_device
 from ..pareto import pareto_front
 from ..records import CandidateRecord
 from ..search import SearchConfig, _PointRunner, _tag_suffix, open_search
@@ -301,7 +302,7 @@ class _Night:
         spec = {"kind": "remeasure", "artifact_path": rec.artifact_path, "onnx_path": ref,
                 "input_shape": [int(v) for v in rec.input_shape.split("x")], "quant": rec.quant,
                 "measure_budget_s": runner.cfg.measure_budget_s,
-                "device": "cuda" if runner.tvm_target.get("kind") == "cuda" else "cpu"}
+                "device": run_device(runner.tvm_target)}
         rpc = runner.target.rpc_spec()
         if rpc is not None:  # a remote target's point is re-timed on a device of its pool
             spec["rpc"] = rpc.as_dict()
