@@ -1,9 +1,10 @@
 """An emulated Raspberry Pi: aarch64 TVM RPC servers under qemu-user on this x86 machine.
 
 For tests and for users without a board. ``prepare_root`` builds (once, cached per TVM
-version) an arm64 Debian root with Python and the aarch64 wheels of this host's TVM;
-:class:`EmulatedPi` starts a tracker (unless one is given) and N RPC servers in that root,
-registered under the target's key, and stops them again. A device served from this
+version) an arm64 Debian root with Python and the aarch64 wheels of this host's TVM and
+ONNX Runtime; :class:`EmulatedPi` starts a tracker (unless one is given) and N of
+pose-tuner's device servers (:mod:`targets.device_server`: TVM's RPC server plus ONNX
+Runtime) in that root, registered under the target's key, and stops them again. A device served from this
 machine is recognised as emulated (:func:`targets.rpc.pool_is_emulated`): its latencies
 are marked ``emulated`` and never compete with a real Pi's.
 
@@ -22,10 +23,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
-#: what the device side needs, pinned to this host's versions where it matters
+#: what the device side needs besides TVM (pinned to this host's versions in ``device_pins``)
 DEVICE_PACKAGES = ("numpy", "psutil", "cloudpickle", "tornado")
+#: where pose-tuner's device server (:mod:`targets.device_server`) lives in the root
+SERVER_SCRIPT = "/opt/pose-tuner/device_server.py"
 APT_HINT = ("apt-get install qemu-user-static binfmt-support debootstrap "
             "g++-aarch64-linux-gnu")
 
@@ -44,8 +47,24 @@ def root_dir() -> str:
     return os.path.join(emulator_dir(), "root")
 
 
+def device_pins() -> list[str]:
+    """The device's packages: this host's TVM, and its ONNX Runtime for the baselines."""
+    pins = [f"apache-tvm=={version('apache-tvm')}",
+            f"apache-tvm-ffi=={version('apache-tvm-ffi')}", *DEVICE_PACKAGES]
+    try:
+        pins.append(f"onnxruntime=={version('onnxruntime')}")
+    except PackageNotFoundError:
+        pass
+    return pins
+
+
 def is_ready() -> bool:
-    return os.path.exists(os.path.join(emulator_dir(), "READY"))
+    """The root exists and holds exactly :func:`device_pins` (an older cache is updated)."""
+    try:
+        with open(os.path.join(emulator_dir(), "READY"), encoding="utf-8") as f:
+            return f.read().split() == device_pins()
+    except OSError:
+        return False
 
 
 def _run(cmd: list[str], say, what: str, timeout: float = 900) -> None:
@@ -94,22 +113,22 @@ def prepare_root(say: Callable[[str], None] = print) -> str:
         shutil.rmtree(root, ignore_errors=True)
         os.replace(tmp, root)
     wheels = os.path.join(root, "opt", "wheels")
-    pins = [f"apache-tvm=={version('apache-tvm')}", f"apache-tvm-ffi=={version('apache-tvm-ffi')}",
-            *DEVICE_PACKAGES]
+    pins = device_pins()
     _run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
           "--platform", "manylinux2014_aarch64", "--platform", "manylinux_2_28_aarch64",
           "--python-version", "3.11", "-d", wheels, *pins], say,
-         "downloading the aarch64 wheels of " + ", ".join(pins[:2]))
+         "downloading the aarch64 wheels of " + ", ".join(p for p in pins if "==" in p))
     if not os.path.exists(os.path.join(root, "opt", "tvmenv", "bin", "python")):
         _run(["chroot", root, "python3", "-m", "venv", "/opt/tvmenv"], say,
              "creating the device's Python environment")
     _run(["chroot", root, "/opt/tvmenv/bin/pip", "install", "-q", "--no-index",
           "--find-links", "/opt/wheels", *pins], say,
          "installing TVM in the root (under emulation: a few minutes)")
-    _run(["chroot", root, "/opt/tvmenv/bin/python", "-c", "import tvm, tvm.rpc"], say,
-         "checking that TVM imports on the emulated Pi")
+    _run(["chroot", root, "/opt/tvmenv/bin/python", "-c",
+          "import tvm, tvm.rpc" + (", onnxruntime" if any("onnxruntime" in p for p in pins) else "")],
+         say, "checking that TVM imports on the emulated Pi")
     with open(os.path.join(work, "READY"), "w", encoding="utf-8") as f:
-        f.write(version("apache-tvm") + "\n")
+        f.write("\n".join(pins) + "\n")
     say(f"emulator: root ready at {root}")
     return root
 
@@ -125,8 +144,11 @@ class EmulatedPi:
     manager that stops them all on exit."""
 
     def __init__(self, key: str = "rasp4b", servers: int = 1, tracker: str | None = None,
-                 say: Callable[[str], None] = print, log_dir: str | None = None):
-        self.key, self.n, self.say = key, servers, say
+                 say: Callable[[str], None] = print, log_dir: str | None = None,
+                 plain: bool = False):
+        #: plain: TVM's own RPC server instead of pose-tuner's device server (no ONNX Runtime
+        #: baselines on the device), as on a Pi set up with TVM's instructions only
+        self.key, self.n, self.say, self.plain = key, servers, say, plain
         self.tracker = tracker
         self.log_dir = log_dir or os.path.join(emulator_dir(), "logs")
         self.procs: list[subprocess.Popen] = []
@@ -169,9 +191,17 @@ class EmulatedPi:
                     raise EmulatorError(f"the RPC tracker at {self.tracker} did not start; "
                                         f"see {self.log_dir}/tracker.log") from None
                 time.sleep(0.5)
+        if self.plain:
+            server = ["-m", "tvm.exec.rpc_server"]
+        else:  # a fresh copy each start, so the device runs this host's version of it
+            from . import device_server
+
+            os.makedirs(os.path.dirname(root + SERVER_SCRIPT), exist_ok=True)
+            shutil.copyfile(device_server.__file__, root + SERVER_SCRIPT)
+            server = [SERVER_SCRIPT]
         for i in range(self.n):
             port = free_port()
-            self._spawn(["chroot", root, "/opt/tvmenv/bin/python", "-m", "tvm.exec.rpc_server",
+            self._spawn(["chroot", root, "/opt/tvmenv/bin/python", *server,
                          "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1),
                          "--tracker", self.tracker, "--key", self.key],
                         f"server-{self.key}-{i}.log")

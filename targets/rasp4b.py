@@ -9,8 +9,10 @@ from .base import Target, TargetUnavailable
 
 ATTACH_HELP = (
     "attach a Raspberry Pi: run `python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190` "
-    "on this machine, run `python -m tvm.exec.rpc_server --tracker HOST:9190 --key rasp4b` "
-    "on the Pi, then pass `--tracker HOST:9190` (or set TVM_TRACKER_HOST and "
+    "on this machine, copy `tuner device server-script --out pose_tuner_device_server.py` to "
+    "the Pi and run `python3 pose_tuner_device_server.py --tracker HOST:9190 --key rasp4b` "
+    "there (TVM's plain `python -m tvm.exec.rpc_server` works too, without ONNX Runtime "
+    "baselines on the Pi), then pass `--tracker HOST:9190` (or set TVM_TRACKER_HOST and "
     "TVM_TRACKER_PORT)"
 )
 

@@ -1,7 +1,9 @@
 """TVM RPC for remote targets: the tracker, device sessions, cross-linked artifacts.
 
 The user runs TVM's tracker (``python -m tvm.exec.rpc_tracker``) and, on each device,
-``python -m tvm.exec.rpc_server --tracker HOST:PORT --key KEY``. Every device under one
+pose-tuner's device server (:mod:`targets.device_server`: TVM's RPC server plus ONNX
+Runtime baselines) or TVM's plain ``python -m tvm.exec.rpc_server``, with
+``--tracker HOST:PORT --key KEY``. Every device under one
 key forms a pool: each session is requested from the tracker, which hands out a free
 device, so MetaSchedule measurements and candidate runs spread over the pool.
 
@@ -101,6 +103,31 @@ def connect(spec: RPCSpec, timeout_s: float | None = None):
         what = f"{exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0]}"
         raise RPCError(f"no session on a device of key {spec.key!r} at {spec.tracker}: "
                        f"{what}") from None
+
+
+class NoHelper(RPCError):
+    """The device runs TVM's plain RPC server, without pose-tuner's functions."""
+
+
+def helper_info(sess) -> dict:
+    """What pose-tuner's device server reports about the device of session ``sess``
+    (:mod:`targets.device_server`); :class:`NoHelper` if the device runs TVM's plain
+    server or an older helper."""
+    import json
+
+    from .device_server import HELPER_VERSION
+
+    try:
+        info = json.loads(sess.get_function("pose_tuner.info")())
+    except Exception:  # noqa: BLE001 - a missing remote function is any error here
+        raise NoHelper("the device runs TVM's plain RPC server; for ONNX Runtime on the device "
+                       "run pose-tuner's instead (`tuner device server-script --out "
+                       "pose_tuner_device_server.py`, then on the device: python3 "
+                       "pose_tuner_device_server.py --tracker HOST:PORT --key KEY)") from None
+    if int(info.get("helper", 0)) < HELPER_VERSION:
+        raise NoHelper(f"the device runs an older pose-tuner device server (v{info.get('helper')}"
+                       f", need v{HELPER_VERSION}): copy it again (`tuner device server-script`)")
+    return info
 
 
 def export_cross(executable, path: str, cross_cc: str) -> str:

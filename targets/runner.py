@@ -38,17 +38,25 @@ def latency_stats(seconds: list[float]) -> LatencyStats:
     )
 
 
-def time_callable(fn, warmup: int = 3, min_repeat: int = 5, max_repeat: int = 50,
-                  budget_s: float = 10.0) -> LatencyStats:
-    """Time ``fn()`` the same way for every backend (TVM, ONNX Runtime, ...)."""
+def warm_up(once, budget_s: float = 10.0, min_repeat: int = 5, max_repeat: int = 50,
+            warmup: int = 3) -> int:
+    """Run ``once()`` (one synchronised inference) timed, then the rest of the ``warmup``
+    runs, and return how many timed repeats fit ``budget_s``: the sizing rule every
+    backend's timing shares, whichever clock then times the repeats."""
     t = time.perf_counter()
-    fn()
+    once()
     first = time.perf_counter() - t
     for _ in range(max(0, warmup - 1) if first < budget_s / 10 else 0):
-        fn()
-    repeat = int(min(max_repeat, max(min_repeat, budget_s / max(first, 1e-6))))
+        once()
+    return int(min(max_repeat, max(min_repeat, budget_s / max(first, 1e-6))))
+
+
+def time_callable(fn, warmup: int = 3, min_repeat: int = 5, max_repeat: int = 50,
+                  budget_s: float = 10.0) -> LatencyStats:
+    """Time ``fn()`` on this host's clock, the same way for every backend (TVM, ONNX
+    Runtime, ...)."""
     samples = []
-    for _ in range(repeat):
+    for _ in range(warm_up(fn, budget_s, min_repeat, max_repeat, warmup)):
         t = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t)
@@ -91,13 +99,11 @@ def device_time(vm, dev, arg, budget_s: float, min_repeat: int, max_repeat: int,
                 warmup: int) -> LatencyStats:
     """Time ``main`` with the device's own timer (``time_evaluator``): no host, network or
     launch queue in the figure. Used for remote devices and GPUs."""
-    t = time.perf_counter()
-    vm["main"](arg)
-    dev.sync()
-    first = time.perf_counter() - t
-    for _ in range(max(0, warmup - 1) if first < budget_s / 10 else 0):
+    def once():
         vm["main"](arg)
-    repeat = int(min(max_repeat, max(min_repeat, budget_s / max(first, 1e-6))))
+        dev.sync()
+
+    repeat = warm_up(once, budget_s, min_repeat, max_repeat, warmup)
     vm.set_input("main", arg)
     timer = vm.time_evaluator("invoke_stateful", dev, number=1, repeat=repeat)
     return latency_stats(list(timer("main").results))

@@ -149,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--servers", type=int, default=1, help="emulated devices (a pool; default 1)")
     e.add_argument("--prepare-only", action="store_true",
                    help="only build the cached arm64 root (minutes, once per TVM version)")
+    e.add_argument("--plain-tvm-server", action="store_true",
+                   help="run TVM's own RPC server, as a Pi set up with TVM's steps only (no "
+                        "ONNX Runtime baselines on the device)")
+    s = dsub.add_parser("server-script",
+                        help="pose-tuner's RPC server for a device (TVM's server plus ONNX Runtime "
+                             "baselines): copy it to the Pi and run it there")
+    s.add_argument("--out", default=None, help="write it to this file (default: print it)")
 
     p = sub.add_parser("targets", help="list the known targets with their TVM target JSON")
     p.add_argument("--json", action="store_true")
@@ -393,13 +400,27 @@ def cmd_device(args) -> int:
     from targets.emulator import EmulatedPi, EmulatorError, prepare_root
 
     say = lambda m: print(m, flush=True)  # noqa: E731
+    if args.device_command == "server-script":
+        from targets import device_server
+
+        with open(device_server.__file__, encoding="utf-8") as f:
+            text = f.read()
+        if args.out is None:
+            sys.stdout.write(text)
+        else:
+            with open(args.out, "w", encoding="utf-8") as f:
+                f.write(text)
+            print(f"wrote {args.out}; on the device: python3 {os.path.basename(args.out)} "
+                  "--tracker HOST:9190 --key rasp4b", file=sys.stderr)
+        return 0
     try:
         if args.prepare_only:
             print(prepare_root(say))
             return 0
         if args.servers <= 0:
             raise UserError(f"--servers must be > 0, got {args.servers}")
-        with EmulatedPi(args.key, args.servers, args.tracker, say) as pi:
+        with EmulatedPi(args.key, args.servers, args.tracker, say,
+                        plain=args.plain_tvm_server) as pi:
             print(f"use it with: tuner search --target {args.target} --tracker {pi.tracker}"
                   + (f" --rpc-key {args.key}" if args.key != "rasp4b" else "")
                   + "   (Ctrl-C here stops the emulated devices)", flush=True)

@@ -205,7 +205,8 @@ def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB,
                    prune_ratio=0.0, quant=bl.quant, schedule="vendor", trials=0,
                    target_config=config)
         old = db.find(**key)
-        if old is not None and not force and (
+        # a skipped baseline is checked again (cheap): the package or device may be there now
+        if old is not None and not force and old.status != "skipped" and (
                 cfg.accuracy is None or old.status != "ok"
                 or old.accuracy_dataset == cfg.accuracy.identity):
             say(f"{head}: reused from the database ({old.status})")
@@ -227,6 +228,9 @@ def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB,
             "threads": threads, "measure_budget_s": cfg.measure_budget_s,
             "accuracy": cfg.accuracy.as_dict() if cfg.accuracy else None,
         }
+        rpc = target.rpc_spec()
+        if rpc is not None:
+            spec["rpc"] = rpc.as_dict()
         say(f"{head}: start")
         result = run_in_child(
             spec, cfg.timeout_s, os.path.join(run_root, f"{name}.log"),

@@ -190,15 +190,24 @@ def run_baseline(spec: dict, report) -> dict:
 
     t0 = time.time()
     baseline = get_baseline(spec["baseline"])
-    baseline.check_available(get_target(spec["target"]))
-    report(f"preparing {baseline.name}")
+    rpc = None
+    if spec.get("rpc"):
+        from targets.rpc import RPCSpec
+
+        rpc = RPCSpec(**spec["rpc"])
+    target = get_target(spec["target"], tracker=rpc.tracker if rpc else None,
+                        rpc_key=rpc.key if rpc else None)
+    baseline.check_available(target)
+    report(f"preparing {baseline.name}"
+           + (f" on a device of key {rpc.key!r} at {rpc.tracker}" if rpc else ""))
     calib = np.load(spec["calib_npy"]) if spec.get("calib_npy") else None
-    sess = baseline.prepare(spec["onnx_path"], spec["work_dir"], calib, int(spec["threads"]))
+    sess = baseline.prepare(spec["onnx_path"], spec["work_dir"], calib, int(spec["threads"]),
+                            rpc=rpc)
     result: dict = {"build_seconds": time.time() - t0, "artifact_path": sess.artifact_path,
                     "model_size_bytes": sess.size_bytes}
     result.update(check_and_time(sess.run, sess.latency, baseline.numerics, spec, report))
     if spec.get("accuracy"):
-        result.update(run_accuracy_on(sess.run, spec, report))
+        result.update(run_accuracy_on(sess.accuracy_run, spec, report))
     result.update(wall_seconds=time.time() - t0, status="ok")
     return result
 

@@ -12,7 +12,11 @@ A baseline is one (backend, precision) pair, e.g. ONNX Runtime INT8. It
   accuracy is then judged by the evaluator, not by bit-closeness.
 
 Sessions expose ``run(x) -> heatmaps``, ``latency(x, ...) -> LatencyStats`` (the shared
-:func:`targets.runner.time_callable` harness) and ``artifact_path`` / ``size_bytes``.
+:func:`targets.runner.time_callable` harness, or the device's clock with the same sizing
+rule for a remote device), ``accuracy_run(x)`` (what the accuracy evaluator calls: ``run``
+itself, or a host run of the same model file for a remote device) and ``artifact_path`` /
+``size_bytes``. ``prepare`` gets ``rpc`` (a :class:`targets.rpc.RPCSpec`) for a remote
+target: the session then runs on a device of that pool.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ class Session:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def accuracy_run(self, x: np.ndarray) -> np.ndarray:
+        """What the accuracy evaluator runs (the session's own outputs by default)."""
+        return self.run(x)
 
     def _call(self, x: np.ndarray):
         """The cheapest call that runs inference once (used for timing)."""
@@ -69,5 +77,6 @@ class Baseline:
     def check_available(self, target) -> None:
         """Raise :class:`BaselineUnavailable` when this baseline cannot run for ``target``."""
 
-    def prepare(self, onnx_path: str, work_dir: str, calib: np.ndarray, threads: int) -> Session:
+    def prepare(self, onnx_path: str, work_dir: str, calib: np.ndarray, threads: int,
+                rpc=None) -> Session:
         raise NotImplementedError

@@ -1,5 +1,11 @@
 """ONNX Runtime on the CPU: FP32, and static INT8 in QDQ form (u8 activations, s8
-per-channel weights, min-max calibration; see :func:`targets.int8.quantize_qdq`)."""
+per-channel weights, min-max calibration; see :func:`targets.int8.quantize_qdq`).
+
+On a remote target (a Pi over TVM RPC) the model file is prepared here, uploaded, and run
+and timed on the device by pose-tuner's device server (:mod:`targets.device_server`),
+like TVM's artifacts; a device that runs TVM's plain server, or has no onnxruntime, makes
+the baseline skipped with the reason.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +32,52 @@ class ORTBaselineSession(Session):
         return self.sess.run(None, {self.input_name: x})[0]
 
 
+class RemoteORTSession(Session):
+    """The model run by ONNX Runtime on a device of an RPC pool. Outputs come from the
+    device; latency from the device's clock (same warm-up and repeat sizing as every
+    backend). Accuracy is scored on this host's ONNX Runtime with the same file, as TVM
+    candidates score theirs on a host build, after the device's outputs passed the same
+    numerical check."""
+
+    def __init__(self, path: str, rpc_spec, threads: int):
+        import tvm
+
+        from ..rpc import connect, helper_info
+
+        self.tvm = tvm
+        self.artifact_path = path
+        self.sess = connect(rpc_spec)
+        info = helper_info(self.sess)
+        if not info.get("onnxruntime"):
+            raise BaselineUnavailable("onnxruntime is not installed on the device "
+                                      "(on the device: pip install onnxruntime)")
+        self.device_info = info
+        self.sess.upload(path)
+        self.file = self.sess.get_function("pose_tuner.ort_load")(os.path.basename(path),
+                                                                  int(threads))
+        self._run = self.sess.get_function("pose_tuner.ort_run")
+        self._time = self.sess.get_function("pose_tuner.ort_time")
+        self._host = None
+
+    def run(self, x):
+        return self._run(self.file, self.tvm.runtime.tensor(x, self.sess.cpu())).numpy()
+
+    def latency(self, x, budget_s=10.0, min_repeat=5, max_repeat=50, warmup=3):
+        import json
+
+        from ..runner import latency_stats, warm_up
+
+        arg = self.tvm.runtime.tensor(x, self.sess.cpu())
+        repeat = warm_up(lambda: self._time(self.file, arg, 1, 1), budget_s, min_repeat,
+                         max_repeat, warmup)
+        return latency_stats(json.loads(self._time(self.file, arg, 1, repeat)))
+
+    def accuracy_run(self, x):
+        if self._host is None:
+            self._host = ORTBaselineSession(self.artifact_path, os.cpu_count() or 1)
+        return self._host.run(x)
+
+
 def quantize_qdq(onnx_path: str, out_path: str, calib: np.ndarray) -> str:
     """Static INT8 QDQ model of ``onnx_path`` calibrated on ``calib`` (N, C, H, W), min-max.
 
@@ -46,14 +98,30 @@ class ONNXRuntimeBaseline(Baseline):
         except ImportError:
             raise BaselineUnavailable("onnxruntime is not installed") from None
         if target.remote:
-            raise BaselineUnavailable(
-                f"ONNX Runtime on {target.name} needs the remote runner (not built yet)")
+            self._check_device(target)
         if self.quant not in ("fp32", "int8"):
             raise BaselineUnavailable(f"ONNX Runtime baseline has no {self.quant} mode")
 
-    def prepare(self, onnx_path, work_dir, calib, threads):
+    @staticmethod
+    def _check_device(target) -> None:
+        """A device of the pool runs pose-tuner's device server with onnxruntime."""
+        from ..base import TargetUnavailable
+        from ..rpc import RPCError, connect, helper_info
+
+        try:
+            sess = connect(target.rpc_spec(), timeout_s=60)
+            info = helper_info(sess)
+        except (RPCError, TargetUnavailable) as exc:
+            raise BaselineUnavailable(f"ONNX Runtime on {target.name}: {exc}") from None
+        if not info.get("onnxruntime"):
+            raise BaselineUnavailable(f"onnxruntime is not installed on the {target.name} "
+                                      "device (on the device: pip install onnxruntime)")
+
+    def prepare(self, onnx_path, work_dir, calib, threads, rpc=None):
         path = onnx_path
         if self.quant == "int8":
             os.makedirs(work_dir, exist_ok=True)
             path = quantize_qdq(onnx_path, os.path.join(work_dir, "model.qdq.onnx"), calib)
+        if rpc is not None:
+            return RemoteORTSession(path, rpc, threads)
         return ORTBaselineSession(path, threads)

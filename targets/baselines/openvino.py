@@ -55,7 +55,7 @@ class OpenVINOBaseline(Baseline):
             except ImportError:
                 raise BaselineUnavailable("nncf is not installed (pip install nncf)") from None
 
-    def prepare(self, onnx_path, work_dir, calib, threads):
+    def prepare(self, onnx_path, work_dir, calib, threads, rpc=None):
         import openvino as ov
 
         os.makedirs(work_dir, exist_ok=True)

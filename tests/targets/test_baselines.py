@@ -47,8 +47,8 @@ def test_unusable_baselines_say_why():
         get_baseline("tensorrt-fp16").check_available(get_target("x86-vnni"))
     with pytest.raises(BaselineUnavailable, match="x86"):
         get_baseline("openvino-fp32").check_available(get_target("rasp4b"))
-    with pytest.raises(BaselineUnavailable, match="remote runner"):
-        get_baseline("onnxruntime-fp32").check_available(get_target("rasp4b"))
+    with pytest.raises(BaselineUnavailable, match="no Raspberry Pi is attached"):
+        get_baseline("onnxruntime-fp32").check_available(get_target("rasp4b", tracker=None))
     from targets.cuda import cuda_driver_present
 
     if not cuda_driver_present():
@@ -62,3 +62,78 @@ def test_every_target_baseline_is_registered():
     for t in list_targets():
         for name in t.baselines:
             assert name in BASELINES
+
+
+@pytest.fixture(scope="module")
+def local_devices():
+    """A tracker with two RPC servers on this machine: pose-tuner's device server under key
+    ``helper`` and TVM's plain server under key ``plain`` (the remote path without qemu)."""
+    import subprocess
+    import sys
+    import time
+
+    from targets.emulator import free_port
+    from targets.rpc import RPCError, RPCSpec, servers, tracker_summary
+
+    port = free_port()
+    tracker = f"127.0.0.1:{port}"
+    procs = [subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host",
+                               "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)]
+    from targets import device_server
+
+    for key, server in (("helper", [device_server.__file__]),
+                        ("plain", ["-m", "tvm.exec.rpc_server"])):
+        p = free_port()
+        procs.append(subprocess.Popen(
+            [sys.executable, *server, "--host", "127.0.0.1", "--port", str(p), "--port-end",
+             str(p + 1), "--tracker", tracker, "--key", key],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+    deadline = time.time() + 90
+    while True:
+        try:
+            summary = tracker_summary(RPCSpec.parse(tracker, "helper"), timeout_s=2)
+            if servers(summary, "helper") and servers(summary, "plain"):
+                break
+        except RPCError:
+            pass
+        assert time.time() < deadline, "local RPC servers did not register"
+        time.sleep(0.5)
+    yield tracker
+    import os
+    import signal
+
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.parametrize("name", ["onnxruntime-fp32", "onnxruntime-int8"])
+def test_onnx_runtime_runs_on_the_device_through_the_device_server(name, local_devices,
+                                                                  tiny_onnx, tmp_path):
+    from targets.rpc import RPCSpec
+
+    bl = get_baseline(name)
+    target = get_target("rasp4b", tracker=local_devices, rpc_key="helper")
+    bl.check_available(target)
+    rpc = RPCSpec.parse(local_devices, "helper")
+    sess = bl.prepare(tiny_onnx, str(tmp_path / name), calib(), threads=2, rpc=rpc)
+    assert sess.device_info["onnxruntime"] and sess.device_info["helper"] >= 1
+    x = structured_input((1, 3, 32, 32), seed=1)
+    # the device runs the same file as this host's ONNX Runtime would, input for input
+    local = get_baseline(name).prepare(tiny_onnx, str(tmp_path / "local"), calib(), threads=2)
+    for seed in (1, 2):
+        xs = structured_input((1, 3, 32, 32), seed=seed)
+        np.testing.assert_allclose(sess.run(xs), local.run(xs), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(sess.run(x), sess.run(structured_input((1, 3, 32, 32), seed=2)))
+    np.testing.assert_allclose(sess.accuracy_run(x), sess.run(x), rtol=1e-5, atol=1e-5)
+    stats = sess.latency(x, budget_s=0.2, min_repeat=4, max_repeat=6)
+    assert 4 <= stats.runs <= 6 and 0 < stats.min_ms <= stats.median_ms
+    assert sess.size_bytes == __import__("os").path.getsize(sess.artifact_path)
+
+
+def test_a_device_with_tvms_plain_server_skips_onnx_runtime_with_the_fix(local_devices):
+    target = get_target("rasp4b", tracker=local_devices, rpc_key="plain")
+    with pytest.raises(BaselineUnavailable, match="plain RPC server.*server-script"):
+        get_baseline("onnxruntime-fp32").check_available(target)

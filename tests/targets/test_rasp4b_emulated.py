@@ -1,6 +1,7 @@
 """The rasp4b path for real against an emulated Pi (aarch64 TVM RPC servers under qemu on
 this machine): cross-compile, upload, run, numerical check, MetaSchedule over the device
-pool, the emulated mark; and the clear errors of a tracker without devices.
+pool, the emulated mark, ONNX Runtime baselines on the device; and the clear errors of a
+tracker without devices.
 
 The emulated root is built by `tuner device emulate rasp4b --prepare-only` (`.ci/run`
 does it); without it these tests are skipped, unless PTUNER_REQUIRE_EMULATOR is set."""
@@ -101,17 +102,30 @@ def test_rasp4b_search_on_an_emulated_pi_pool(pi, tiny_onnx, tmp_path):
     assert all(after[k] > before[k] for k in after), (before, after)
 
 
-def test_rasp4b_accuracy_is_scored_on_the_host_build(pi, tmp_path, capsys):
+def test_rasp4b_accuracy_and_onnx_runtime_baselines_on_the_emulated_pi(pi, tmp_path, capsys):
     logs = str(tmp_path / "logs")
     assert main(["search", "--target", "rasp4b", "--tracker", pi.tracker,
                  "--model", "shufflenetv2_fpn", "--input-size", "64x64", "--prune", "0",
-                 "--quant", "fp32", "--schedules", "default", "--no-baselines",
+                 "--quant", "fp32", "--schedules", "default",
                  "--val-images", "2", "--measure-budget", "0.5", "--log-dir", logs]) == 0
     con = sqlite3.connect(os.path.join(logs, "pareto.sqlite"))
-    ((ap, people, emulated),) = con.execute(
-        "select ap, accuracy_people, emulated from candidates where backend = 'tvm'").fetchall()
+    rows = con.execute("select backend, quant, status, ap, accuracy_people, emulated, device, "
+                       "rel_err, latency_median_ms, error from candidates order by backend, "
+                       "quant").fetchall()
     con.close()
-    assert ap is not None and people > 0 and emulated == 1
+    assert [r[:3] for r in rows] == [("onnxruntime", "fp32", "ok"), ("onnxruntime", "int8", "ok"),
+                                     ("tvm", "fp32", "ok")], rows
+    for _, quant, _, ap, people, emulated, device, rel_err, latency, _ in rows:
+        # accuracy on the host (TVM's host build, the same ONNX file for ONNX Runtime)
+        assert ap is not None and people > 0 and emulated == 1
+        assert device.startswith("emulated Pi") and latency > 0
+        if quant == "fp32":  # checked on the device against the fp32 reference
+            assert rel_err < 2e-3
+    ort_fp32, tvm_fp32 = rows[0], rows[2]
+    assert abs(ort_fp32[3] - tvm_fp32[3]) < 0.02  # same model, same AP within noise
+    server_logs = "".join(open(os.path.join(emulator_dir(), "logs", f"server-rasp4b-{i}.log"),
+                               encoding="utf-8", errors="replace").read() for i in range(2))
+    assert "pose-tuner device server" in server_logs
     assert main(["device", "emulate", "rasp4b", "--prepare-only"]) == 0  # cached: instant
     assert capsys.readouterr().out.strip().endswith("root")
 

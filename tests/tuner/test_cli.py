@@ -270,3 +270,21 @@ def test_build_without_a_device(tmp_path, tiny_onnx, capsys):
         assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183
     assert main(["build", "--target", "cuda", "--model", tiny_onnx, "--out",
                  str(tmp_path / "x.bin")]) == 2
+
+
+def test_device_server_script_is_written_and_stands_alone(tmp_path, capsys):
+    """The script a user copies to the Pi: standalone (no pose-tuner import), with the
+    arguments of TVM's RPC server."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "pose_tuner_device_server.py"
+    assert main(["device", "server-script", "--out", str(out)]) == 0
+    assert "--tracker HOST:9190 --key rasp4b" in capsys.readouterr().err
+    text = out.read_text()
+    assert "from targets" not in text and "import tuner" not in text
+    res = subprocess.run([sys.executable, str(out), "--help"], capture_output=True, text=True,
+                         cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0 and "--tracker" in res.stdout and "--key" in res.stdout
+    assert main(["device", "server-script"]) == 0
+    assert capsys.readouterr().out == text
