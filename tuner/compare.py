@@ -35,11 +35,13 @@ def compare_to_baselines(records: Sequence[CandidateRecord],
     accuracy matches it. Accuracy matches when both have AP and TVM's is at least the
     baseline's minus ``ap_tolerance``; without AP, an FP32 baseline matches any TVM FP32
     point (both agree numerically with the same reference), and a reduced-precision
-    baseline is compared with the fastest TVM point, flagged as unmatched."""
+    baseline is compared with the fastest TVM point, flagged as unmatched. Emulated
+    devices are compared only with emulated ones, and say so."""
     rows = []
     ok = [r for r in records if r.ok and r.latency_median_ms is not None]
     for b in (r for r in ok if r.backend != "tvm"):
-        tvm = [r for r in ok if r.backend == "tvm" and r.model_hash == b.model_hash]
+        tvm = [r for r in ok if r.backend == "tvm" and r.model_hash == b.model_hash
+               and r.emulated == b.emulated]
         if b.ap is not None and all(r.ap is not None for r in tvm):
             pool = [r for r in tvm if r.ap >= b.ap - ap_tolerance]
             how = f"AP within {ap_tolerance:g}"
@@ -58,7 +60,8 @@ def compare_to_baselines(records: Sequence[CandidateRecord],
             latency_ratio=best.latency_median_ms / b.latency_median_ms if best else None,
             size_ratio=(best.model_size_bytes / b.model_size_bytes
                         if best and best.model_size_bytes and b.model_size_bytes else None),
-            matched_by=how if best else "no TVM point matches",
+            matched_by=(how if best else "no TVM point matches")
+            + (" (emulated device: latencies say nothing about the real one)" if b.emulated else ""),
         ))
     return rows
 

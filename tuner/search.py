@@ -184,68 +184,6 @@ def _record(key: dict, model: PreparedModel, result: dict, t0: float,
     )
 
 
-def run_baselines(cfg: SearchConfig, target, model: PreparedModel, db: ParetoDB, threads: int,
-                  say: Callable[[str], None], run_root: str, art_root: str,
-                  tvm_target: dict, names: list[str] | None = None,
-                  force: bool | None = None, prov: dict | None = None) -> list[CandidateRecord]:
-    """Measure the target's baselines (or those of ``names``) with the same harness;
-    skipped ones keep their reason. Rows belong to the configuration of ``tvm_target``
-    (:func:`target_digest`); ``force`` overrides ``cfg.force``; ``prov`` is the
-    :func:`provenance` of the target when the caller has it."""
-    from targets.baselines import BaselineUnavailable, get_baseline
-
-    config, prov = target_digest(tvm_target), prov or provenance(target, tvm_target)
-    force = cfg.force if force is None else force
-    records = []
-    names = list(target.baselines) if names is None else names
-    for i, name in enumerate(names, 1):
-        bl = get_baseline(name)
-        head = f"[baseline {i}/{len(names)}] {name}"
-        key = dict(model_hash=model.model_hash, target=target.name, backend=bl.backend,
-                   prune_ratio=0.0, quant=bl.quant, schedule="vendor", trials=0,
-                   target_config=config)
-        old = db.find(**key)
-        # a skipped baseline is checked again (cheap): the package or device may be there now
-        if old is not None and not force and old.status != "skipped" and (
-                cfg.accuracy is None or old.status != "ok"
-                or old.accuracy_dataset == cfg.accuracy.identity):
-            say(f"{head}: reused from the database ({old.status})")
-            records.append(old)
-            continue
-        t0 = time.time()
-        try:
-            bl.check_available(target)
-        except BaselineUnavailable as exc:
-            say(f"{head}: skipped: {exc}")
-            records.append(db.upsert(_record(key, model, {"status": "skipped", "error": str(exc)},
-                                             t0, prov=prov)))
-            continue
-        calib_path = _calibration_file(cfg, model, run_root) if bl.quant == "int8" else None
-        spec = {
-            "kind": "baseline", "baseline": name, "target": target.name,
-            "onnx_path": model.onnx_path, "input_shape": list(model.input_shape),
-            "work_dir": os.path.join(art_root, name), "calib_npy": calib_path,
-            "threads": threads, "measure_budget_s": cfg.measure_budget_s,
-            "accuracy": cfg.accuracy.as_dict() if cfg.accuracy else None,
-        }
-        rpc = target.rpc_spec()
-        if rpc is not None:
-            spec["rpc"] = rpc.as_dict()
-        say(f"{head}: start")
-        result = run_in_child(
-            spec, cfg.timeout_s, os.path.join(run_root, f"{name}.log"),
-            on_progress=lambda m, h=head, t=t0: say(f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
-            threads=threads,
-        )
-        rec = db.upsert(_record(key, model, result, t0, prov=prov))
-        records.append(rec)
-        if rec.ok:
-            say(f"{head}: ok, median {rec.latency_median_ms:.2f} ms, p90 {rec.latency_p90_ms:.2f} ms")
-        else:
-            say(f"{head}: FAILED: {rec.error}")
-    return records
-
-
 def accuracy_pass(cfg: SearchConfig, model: PreparedModel, db: ParetoDB,
                   records: list[CandidateRecord], threads: int, say: Callable[[str], None],
                   run_root: str, tvm_target: dict) -> list[CandidateRecord]:
@@ -311,7 +249,7 @@ class _PointRunner:
         self.t_start, self.n_points = t_start, n_points
         self.target_config = target_digest(tvm_target)
         self.provenance = provenance(target, tvm_target)
-        self.ran = self.reused = 0
+        self.ran = self.reused = self.baselines_ran = 0
         self.run_times: list[float] = []
         self.variants: dict[float, ModelVariant] = {}
         self.done: dict[SearchPoint, CandidateRecord] = {}
@@ -403,10 +341,66 @@ class _PointRunner:
 
     def baselines(self, names: list[str] | None = None,
                   force: bool | None = None) -> list[CandidateRecord]:
-        """The target's baselines (or ``names``) measured for this model, or reused."""
-        return run_baselines(self.cfg, self.target, self.model, self.db, self.threads, self.say,
-                             self.run_root, self.art_root, self.tvm_target, names, force,
-                             self.provenance)
+        """The target's baselines (or ``names``) measured for this model with the same
+        harness, or reused from the database; skipped ones keep their reason and are
+        checked again next time. ``force`` overrides ``cfg.force``. Counts what it
+        measured (or checked) in ``baselines_ran``."""
+        from targets.baselines import BaselineUnavailable, get_baseline
+
+        cfg, target, model, db = self.cfg, self.target, self.model, self.db
+        config, prov = self.target_config, self.provenance
+        force = cfg.force if force is None else force
+        records = []
+        names = list(target.baselines) if names is None else names
+        for i, name in enumerate(names, 1):
+            bl = get_baseline(name)
+            head = f"[baseline {i}/{len(names)}] {name}"
+            key = dict(model_hash=model.model_hash, target=target.name, backend=bl.backend,
+                       prune_ratio=0.0, quant=bl.quant, schedule="vendor", trials=0,
+                       target_config=config)
+            old = db.find(**key)
+            # a skipped baseline is checked again (cheap): the package or device may be there now
+            if old is not None and not force and old.status != "skipped" and (
+                    cfg.accuracy is None or old.status != "ok"
+                    or old.accuracy_dataset == cfg.accuracy.identity):
+                self.say(f"{head}: reused from the database ({old.status})")
+                records.append(old)
+                continue
+            t0 = time.time()
+            self.baselines_ran += 1
+            try:
+                bl.check_available(target)
+            except BaselineUnavailable as exc:
+                self.say(f"{head}: skipped: {exc}")
+                records.append(db.upsert(_record(
+                    key, model, {"status": "skipped", "error": str(exc)}, t0, prov=prov)))
+                continue
+            calib_path = _calibration_file(cfg, model, self.run_root) if bl.quant == "int8" else None
+            spec = {
+                "kind": "baseline", "baseline": name, "target": target.name,
+                "onnx_path": model.onnx_path, "input_shape": list(model.input_shape),
+                "work_dir": os.path.join(self.art_root, name), "calib_npy": calib_path,
+                "threads": self.threads, "measure_budget_s": cfg.measure_budget_s,
+                "accuracy": cfg.accuracy.as_dict() if cfg.accuracy else None,
+            }
+            rpc = target.rpc_spec()
+            if rpc is not None:
+                spec["rpc"] = rpc.as_dict()
+            self.say(f"{head}: start")
+            result = run_in_child(
+                spec, cfg.timeout_s, os.path.join(self.run_root, f"{name}.log"),
+                on_progress=lambda m, h=head, t=t0: self.say(
+                    f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
+                threads=self.threads,
+            )
+            rec = db.upsert(_record(key, model, result, t0, prov=prov))
+            records.append(rec)
+            if rec.ok:
+                self.say(f"{head}: ok, median {rec.latency_median_ms:.2f} ms, "
+                         f"p90 {rec.latency_p90_ms:.2f} ms")
+            else:
+                self.say(f"{head}: FAILED: {rec.error}")
+        return records
 
     def with_accuracy(self, rec: CandidateRecord) -> CandidateRecord:
         """``rec`` with AP/PCK (measured now on this build if its variant has none yet)."""

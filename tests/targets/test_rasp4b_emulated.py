@@ -126,6 +126,10 @@ def test_rasp4b_accuracy_and_onnx_runtime_baselines_on_the_emulated_pi(pi, tmp_p
     server_logs = "".join(open(os.path.join(emulator_dir(), "logs", f"server-rasp4b-{i}.log"),
                                encoding="utf-8", errors="replace").read() for i in range(2))
     assert "pose-tuner device server" in server_logs
+    capsys.readouterr()
+    assert main(["compare", "--target", "rasp4b", "--log-dir", logs]) == 0
+    table = capsys.readouterr().out
+    assert "| onnxruntime-int8 |" in table and "emulated device" in table
     assert main(["device", "emulate", "rasp4b", "--prepare-only"]) == 0  # cached: instant
     assert capsys.readouterr().out.strip().endswith("root")
 

@@ -274,13 +274,10 @@ class _Night:
             rec = runner.with_accuracy(rec)
             return dict(_snapshot(rec), outcome="measured" if runner.ran > ran else "reused")
         if item.kind == "baseline":
-            before = runner.db.find(
-                model_hash=runner.model.model_hash, target=runner.target.name,
-                **_baseline_key(item.key), prune_ratio=0.0, schedule="vendor", trials=0,
-                target_config=runner.target_config)
+            ran = runner.baselines_ran
             (rec,) = runner.baselines([item.key], force=item.payload.get("force"))
-            fresh = before is None or before.updated_at != rec.updated_at
-            return dict(_snapshot(rec), outcome="measured" if fresh else "reused")
+            return dict(_snapshot(rec),
+                        outcome="measured" if runner.baselines_ran > ran else "reused")
         if item.kind == "remeasure":
             return self.remeasure(runner, item)
         raise NightlyError(f"unknown work item kind {item.kind!r}")
@@ -320,13 +317,6 @@ class _Night:
             self.say(f"{head}: {snap['latency_median_ms']:.3f} ms (stored "
                      f"{item.payload['stored_median_ms']:.3f} ms)")
         return snap
-
-
-def _baseline_key(name: str) -> dict:
-    from targets.baselines import get_baseline
-
-    bl = get_baseline(name)
-    return {"backend": bl.backend, "quant": bl.quant}
 
 
 def rewrite_report(cfg: NightlyConfig, night: str, db_url: str | None = None,
