@@ -16,7 +16,10 @@ conv) as ``dequantize -> float conv2d -> quantize``: the convs still run in floa
   their activations packed. ``conv2d_transpose`` (stride s) becomes s*s exact integer
   convs, one per output phase (the sub-pixel decomposition of
   :mod:`targets.relax_passes`), interleaved in the packed layout. ``MatMul`` / ``Gemm``
-  with a constant weight become a plain int32 dense (weight ``(O, K)``). Depthwise and
+  with a constant weight become a plain int32 dense (weight ``(O, K)``). Data movement
+  between equal quantization parameters (``dequantize -> reshape / transpose / concat /
+  slice / max-pool -> quantize``, ShuffleNet's channel shuffle) moves the 8-bit values
+  directly. Depthwise and
   grouped convs, ``Clip`` between conv and ``QuantizeLinear`` (the ONNX frontend lowers
   it to opaque TIR; ONNX Runtime's quantizer removes Relu / Clip there anyway) and
   everything else stay in float (``dequantize -> float op -> quantize``), unchanged;
@@ -323,6 +326,11 @@ def _calls(expr, name: str) -> bool:
             and expr.op.name == name)
 
 
+#: ops that only move or select values: they commute with an equal-parameter (de)quantize
+_MOVEMENT_OPS = ("relax.reshape", "relax.permute_dims", "relax.concat", "relax.strided_slice",
+                 "relax.nn.max_pool2d", "relax.squeeze", "relax.expand_dims")
+
+
 class _Unmatched(Exception):
     """The pattern does not apply here; the float ops stay."""
 
@@ -339,6 +347,8 @@ def _make_mutator():
             self.convs = 0
             self.deconvs = 0
             self.dense = 0
+            self.moves = 0
+            self.fold_moves = True
             # var bound to an unpack of ours -> (packed var, channels, block, shift)
             self.packed = {}
             # (NCHW var, block, shift) -> packed var; (packed var, pads, value) -> padded
@@ -484,6 +494,8 @@ def _make_mutator():
 
         @staticmethod
         def _per_channel(bv, channels, channel_axis, add_call):
+            if add_call.ty.shape is None:
+                raise _Unmatched("output shape not static")
             out_ndim = len(add_call.ty.shape)
             shape = [1] * (out_ndim - bv.ndim) + list(bv.shape)
             for i, d in enumerate(shape):
@@ -525,7 +537,42 @@ def _make_mutator():
                     return self.rewrite_dense(call)
             except _Unmatched:
                 pass
+            try:
+                if self.fold_moves:
+                    return self.fold_movement(call)
+            except _Unmatched:
+                pass
             return call
+
+        def fold_movement(self, call):
+            """``quantize(op(dequantize(x, s, z), ...), s, z)`` -> ``op(x, ...)`` for data
+            movement (reshape, transpose, concat, slice) and max pooling: exact when the
+            parameters are equal (dequantize is monotonic and q(dq(x)) == x), and the
+            quantizer gives these ops their input's parameters. ShuffleNet's channel
+            shuffle then moves 8-bit values instead of converting them four times."""
+            inner = self.resolve(call.args[0])
+            if not (isinstance(inner, relax.Call) and isinstance(inner.op, tvm.ir.Op)
+                    and inner.op.name in _MOVEMENT_OPS):
+                raise _Unmatched("not data movement")
+            s_y, z_y = self.scalar(call.args[1]), self.scalar(call.args[2])
+            out_dtype = str(call.attrs.out_dtype)
+
+            def strip(arg):
+                xq, s, z, _axis, _ = self.dequant_parts(arg)
+                if (str(xq.ty.dtype) != out_dtype or np.float32(self.scalar(s)) != np.float32(s_y)
+                        or self.scalar(z) != z_y):
+                    raise _Unmatched("quantization parameters differ")
+                return xq
+
+            if inner.op.name == "relax.concat":
+                tup = self.resolve(inner.args[0])
+                if not isinstance(tup, relax.Tuple):
+                    raise _Unmatched("concat of a tuple variable")
+                args = [relax.Tuple([strip(f) for f in tup.fields]), *inner.args[1:]]
+            else:
+                args = [strip(inner.args[0]), *inner.args[1:]]
+            self.moves += 1
+            return self.builder_.normalize(relax.Call(inner.op, args, inner.attrs))
 
         def epilogue_core(self, call):
             x = self.resolve(call.args[0])
@@ -710,18 +757,20 @@ def _make_mutator():
     return IntegerRewriter
 
 
-def integer_rewrite(mod, stats: dict | None = None):
+def integer_rewrite(mod, stats: dict | None = None, movement: bool = True):
     """Rewrite the QDQ float patterns of ``mod`` into integer compute (see module doc).
 
     Call on the module :func:`targets.tvm_builder.import_onnx` returns, before
     :func:`targets.tvm_builder.prepare`. What does not match stays float. With ``stats``
-    (a dict), the numbers of rewritten layers are added to it as ``"conv2d"`` and
-    ``"dense"``.
+    (a dict), the numbers of rewritten layers are added to it as ``"conv2d"``,
+    ``"conv2d_transpose"``, ``"dense"`` and ``"movement"`` (data movement kept in 8 bits).
+    ``movement=False`` leaves data movement in float, as before 0.2.0 (for comparisons).
     """
     import tvm
     from tvm import relax
 
     mutator = _make_mutator()(mod)
+    mutator.fold_moves = movement
     for gv, func in mod.functions_items():
         if isinstance(func, relax.Function):
             func = mutator.visit_expr(func)
@@ -735,6 +784,7 @@ def integer_rewrite(mod, stats: dict | None = None):
         stats["conv2d"] = stats.get("conv2d", 0) + mutator.convs
         stats["conv2d_transpose"] = stats.get("conv2d_transpose", 0) + mutator.deconvs
         stats["dense"] = stats.get("dense", 0) + mutator.dense
+        stats["movement"] = stats.get("movement", 0) + mutator.moves
     return out
 
 

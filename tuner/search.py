@@ -88,6 +88,27 @@ def check_log_dir(path: str) -> None:
         raise SearchError(f"log directory {path} is not writable; pass --log-dir with a writable place")
 
 
+def tvm_version() -> str:
+    """The installed TVM's version (without importing it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("apache-tvm")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def is_stale(rec: CandidateRecord, tvm_ver: str | None = None) -> bool:
+    """Measured by another pose-tuner release, or (TVM points) another TVM: measure again
+    (a commit of the same release is recorded, not re-measured)."""
+    from . import __version__
+
+    tvm_ver = tvm_ver or tvm_version()
+    release = (rec.tuner_version or "").split("+")[0]
+    return release != __version__ or (
+        rec.backend == "tvm" and bool(rec.tvm_version) and rec.tvm_version != tvm_ver)
+
+
 def target_digest(tvm_target: dict) -> str:
     """Identifies the exact TVM target (CPU, cores): database rows and tuning records of
     one target configuration are never used for another."""
@@ -283,7 +304,10 @@ class _PointRunner:
         key = self.point_key(point)
         tag = key["variant"]
         old = self.db.find(**key)
-        if old is not None and not force:
+        if old is not None and not force and is_stale(old):
+            say(f"{head}: stored by pose-tuner {old.tuner_version or '?'} / TVM "
+                f"{old.tvm_version or '?'}: measuring again")
+        elif old is not None and not force:
             say(f"{head}: reused from the database ({old.status}"
                 + (f", {old.latency_median_ms:.2f} ms" if old.latency_median_ms else "") + ")")
             self.reused += 1
@@ -359,8 +383,9 @@ class _PointRunner:
                        prune_ratio=0.0, quant=bl.quant, schedule="vendor", trials=0,
                        target_config=config)
             old = db.find(**key)
-            # a skipped baseline is checked again (cheap): the package or device may be there now
-            if old is not None and not force and old.status != "skipped" and (
+            # a skipped baseline is checked again (cheap): the package or device may be there
+            # now; one stored by another pose-tuner release is measured again
+            if old is not None and not force and old.status != "skipped" and not is_stale(old) and (
                     cfg.accuracy is None or old.status != "ok"
                     or old.accuracy_dataset == cfg.accuracy.identity):
                 self.say(f"{head}: reused from the database ({old.status})")

@@ -112,7 +112,7 @@ def test_rewrite_produces_integer_ops(conv_qdq):
     out = integer_rewrite(mod, stats)
     # c1, c2, pw, out and the deconvolution (4 sub-pixel phase convs) are integer; the
     # depthwise conv stays float
-    assert stats == {"conv2d": 4, "conv2d_transpose": 1, "dense": 0}
+    assert stats == {"conv2d": 4, "conv2d_transpose": 1, "dense": 0, "movement": 0}
     text = out["main"].script(show_meta=False)
     assert text.count("R.call_tir(conv2d_NCHWc_int8_requant") == 8
     assert len(integer_reductions(out)) == 5  # the 4 phase convs share one function
@@ -130,6 +130,51 @@ def test_numerics_match_onnxruntime_qdq(conv_qdq):
 
     path = conv_qdq[1]
     _check(path, integer_rewrite(tvm_builder.import_onnx(path)), (1, 3, 64, 48))
+
+
+def test_channel_shuffle_moves_8_bit_values_exactly(tmp_path):
+    """ShuffleNet's unit: max-pool, two branches concatenated, channel shuffle (reshape,
+    transpose, reshape) and a split by slicing: the quantize/dequantize pairs around the
+    data movement fold away and the result still matches ONNX Runtime's QDQ model."""
+    import torch
+
+    from targets import tvm_builder
+    from targets.int8 import integer_rewrite, quantize_qdq
+
+    torch.manual_seed(0)
+
+    class Shuffle(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = torch.nn.Conv2d(3, 32, 3, 2, 1)
+            self.a = torch.nn.Conv2d(16, 16, 1)
+            self.b = torch.nn.Conv2d(16, 16, 3, 1, 1)
+            self.head = torch.nn.Conv2d(16, 17, 1)
+
+        def forward(self, x):
+            x = torch.nn.functional.max_pool2d(torch.relu(self.stem(x)), 3, 2, 1)
+            x1, x2 = x[:, :16], x[:, 16:]
+            y = torch.cat([torch.relu(self.a(x1)), torch.relu(self.b(x2))], 1)
+            n, c, h, w = y.shape
+            y = y.reshape(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+            return self.head(y[:, 8:24])
+
+    fp32 = _export(Shuffle(), (1, 3, 64, 48), tmp_path / "shuffle.onnx")
+    calib = np.random.default_rng(0).standard_normal((4, 3, 64, 48)).astype(np.float32)
+    path = quantize_qdq(fp32, calib, str(tmp_path / "shuffle.qdq.onnx"))
+    mod = tvm_builder.import_onnx(path)
+    stats = {}
+    out = integer_rewrite(mod, stats)
+    # max-pool, the two slices, the shuffle's reshape / transpose / reshape, the last slice
+    # (not the concat: its two inputs have different scales)
+    assert stats["movement"] >= 6 and stats["conv2d"] == 4, stats
+    off_stats = {}
+    off = integer_rewrite(mod, off_stats, movement=False)  # as before 0.2.0
+    assert off_stats["movement"] == 0 and off_stats["conv2d"] == 4
+    before = off["main"].script(show_meta=False).count("R.quantize(")
+    after = out["main"].script(show_meta=False).count("R.quantize(")
+    assert after <= before - stats["movement"], (before, after)
+    _check(path, out, (1, 3, 64, 48))
 
 
 def test_dense_and_signed_activations(tmp_path):
@@ -151,7 +196,8 @@ def test_dense_and_signed_activations(tmp_path):
     qdq = quantize_qdq(fp32, calib, str(tmp_path / "mlp.qdq.onnx"), method="percentile")
     stats = {}
     _check(qdq, integer_rewrite(tvm_builder.import_onnx(qdq), stats), (1, 3, 16, 16))
-    assert stats == {"conv2d": 1, "conv2d_transpose": 0, "dense": 2}
+    # the Flatten between conv and Linear moves 8-bit values
+    assert stats == {"conv2d": 1, "conv2d_transpose": 0, "dense": 2, "movement": 1}
 
     rng = np.random.default_rng(0)
     cin, cout = 8, 20

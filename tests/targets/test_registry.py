@@ -30,7 +30,7 @@ def test_rasp4b_without_a_tracker_fails_fast_with_attach_help(monkeypatch):
     monkeypatch.delenv("TVM_TRACKER_HOST", raising=False)
     with pytest.raises(TargetUnavailable) as e:
         get_target("rasp4b").check_available()
-    assert "rpc_server --tracker" in str(e.value)
+    assert "pose_tuner_device_server.py --tracker HOST:9190 --key rasp4b" in str(e.value)
 
 
 def test_rasp4b_with_an_unreachable_tracker_says_so():

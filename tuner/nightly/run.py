@@ -24,13 +24,13 @@ from dataclasses import dataclass
 
 from search_space import SearchPoint, SearchSpaceError, load_space, parse_schedule
 
-from .. import __version__, build_version
+from .. import build_version
 from ..db import ParetoDB
 from ..executor import run_in_child
 from ..worker import run_device
 from ..pareto import pareto_front
 from ..records import CandidateRecord
-from ..search import SearchConfig, _PointRunner, _tag_suffix, open_search
+from ..search import SearchConfig, _PointRunner, _tag_suffix, is_stale, open_search, tvm_version
 from .config import JobConfig, NightlyConfig
 from .queue import Item, NightlyError, Run, WorkQueue
 
@@ -62,15 +62,6 @@ def tonight() -> str:
     return _dt.datetime.now(_dt.timezone.utc).date().isoformat()
 
 
-def tvm_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("apache-tvm")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def search_config(job: JobConfig, cfg: NightlyConfig) -> SearchConfig:
     """The search a job runs each night."""
     from ..model_source import parse_input_size
@@ -100,14 +91,6 @@ def search_config(job: JobConfig, cfg: NightlyConfig) -> SearchConfig:
     )
 
 
-def _stale(rec: CandidateRecord, tvm_ver: str) -> bool:
-    """Measured by another pose-tuner release, or (TVM points) another TVM: measure again
-    (a commit of the same release is recorded, not re-measured)."""
-    release = (rec.tuner_version or "").split("+")[0]
-    return release != __version__ or (
-        rec.backend == "tvm" and bool(rec.tvm_version) and rec.tvm_version != tvm_ver)
-
-
 def _point_payload(p: SearchPoint, force: bool) -> dict:
     return {"prune_ratio": p.prune_ratio, "quant": p.quant, "schedule": p.schedule,
             "trials": p.trials, "force": force}
@@ -119,7 +102,7 @@ def plan_job(job: JobConfig, runner: _PointRunner, night: str, tvm_ver: str) -> 
     for idx, point in enumerate(runner.cfg.space.points()):
         key = runner.point_key(point)
         old = runner.db.find(**key)
-        stale = old is not None and _stale(old, tvm_ver)
+        stale = old is not None and is_stale(old, tvm_ver)
         items.append(dict(job=job.name, kind="point", key=point.key + _tag_suffix(key["variant"]),
                           priority=idx + (_NEW if old is None or stale else 0),
                           payload=_point_payload(point, stale)))
@@ -159,7 +142,7 @@ def refine_items(job: JobConfig, runner: _PointRunner, tvm_ver: str) -> list[dic
     space = runner.cfg.space
     rows = [r for r in runner.db.records(target=runner.target.name,
                                           model_hash=runner.model.model_hash, backends=["tvm"])
-            if r.target_config == runner.target_config and r.ok and not _stale(r, tvm_ver)]
+            if r.target_config == runner.target_config and r.ok and not is_stale(r, tvm_ver)]
     front_ids = {r.id for r in pareto_front(rows)}
     items = []
     for base in (p for p in space.points() if p.schedule == "metaschedule"):

@@ -1,0 +1,88 @@
+"""The int8 build with and without 8-bit data movement, timed side by side in one run.
+
+    .venv/bin/python benchmarks/int8_movement.py --trials 512
+
+Quantizes the default model (QDQ, min-max calibration on the search's 32 person crops),
+rewrites it to integer compute twice: as before 0.2.0 (``dequantize -> reshape /
+transpose / concat / slice / max-pool -> quantize`` left in float) and with those ops
+moving the 8-bit values directly (:func:`targets.int8.integer_rewrite`). Both are tuned
+with the same trial budget (records under --log-dir are reused: the convolutions are
+shared, only the new kernels are tuned), checked against ONNX Runtime running the same
+QDQ model, then timed in interleaved rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import _bootstrap  # noqa: E402,F401  (the repository on sys.path; TVM's threads)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="shufflenetv2_fpn")
+    ap.add_argument("--input-size", default="256x192")
+    ap.add_argument("--trials", type=int, default=512, help="MetaSchedule trials per build")
+    ap.add_argument("--log-dir", default="logs")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--budget", type=float, default=2.0, help="seconds per build per round")
+    args = ap.parse_args()
+
+    import numpy as np
+    import tvm
+
+    from targets import get_target, int8
+    from targets import tvm_builder as tb
+    from targets.inputs import structured_input
+    from targets.onnxruntime_backend import ORTSession
+    from targets.runner import LocalVM, time_callable
+    from tuner.calibration import calibration_crops
+    from tuner.model_source import parse_input_size, prepare_model
+    from tuner.search import tuning_dir
+
+    target_def = get_target("x86-vnni")
+    tdict = target_def.tvm_target()
+    target = tvm.target.Target(tdict)
+    size = parse_input_size(args.input_size)
+    model = prepare_model(args.model, size, os.path.join(args.log_dir, "models"))
+    out_dir = os.path.join(args.log_dir, "benchmarks")
+    os.makedirs(out_dir, exist_ok=True)
+    # the search's int8 calibration: 32 person crops of the synthetic data, min-max
+    calib = calibration_crops(tuple(model.input_shape[2:]), 32, args.log_dir, None)
+    qdq = int8.quantize_qdq(model.onnx_path, calib, os.path.join(out_dir, f"{model.name}.qdq.onnx"))
+    work = tuning_dir(args.log_dir, "x86-vnni", tdict)
+    x = structured_input(model.input_shape, seed=3)
+    ref = ORTSession(qdq).run(x)
+    vms = {}
+    for name, movement in (("float movement (0.1)", False), ("8-bit movement", True)):
+        stats = {}
+        mod = int8.integer_rewrite(tb.import_onnx(qdq), stats, movement=movement)
+        mod = tb.prepare(mod, target)
+        tb.tune(mod, target, work, args.trials, report=lambda m: print(m, flush=True))
+        path = os.path.join(out_dir, f"int8-movement-{int(movement)}.so")
+        tb.compile_module(mod, target, work).export_library(path)
+        vms[name] = LocalVM(path)
+        err = float(np.abs(vms[name].run(x) - ref).max())
+        print(f"{name}: {stats}, max abs diff vs ONNX Runtime (same QDQ model) {err:.1e}",
+              flush=True)
+    samples = {name: [] for name in vms}
+    arg = tvm.runtime.tensor(x)
+    for _ in range(args.rounds):
+        for name, vm in vms.items():
+            fn = vm.vm["main"]
+            samples[name].append(time_callable(lambda: fn(arg), warmup=2, min_repeat=10,
+                                               max_repeat=500, budget_s=args.budget).median_ms)
+    base = float(np.median(samples["float movement (0.1)"]))
+    print("\n| int8 build | median ms (rounds min-max) | / float movement |")
+    print("|---|---|---|")
+    for name, v in samples.items():
+        print(f"| {name} | {np.median(v):.2f} ({min(v):.2f}-{max(v):.2f}) | "
+              f"{np.median(v) / base:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
