@@ -27,6 +27,9 @@ def main() -> int:
     ap.add_argument("--input-size", default="256x192")
     ap.add_argument("--trials", type=int, default=512, help="MetaSchedule trials per build")
     ap.add_argument("--log-dir", default="logs")
+    ap.add_argument("--qdq", default=None,
+                    help="a QDQ model to use, e.g. the .qdq.onnx beside a search's int8 artifact "
+                         "(its tuning records then apply); default: quantize here")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--budget", type=float, default=2.0, help="seconds per build per round")
     args = ap.parse_args()
@@ -51,8 +54,11 @@ def main() -> int:
     out_dir = os.path.join(args.log_dir, "benchmarks")
     os.makedirs(out_dir, exist_ok=True)
     # the search's int8 calibration: 32 person crops of the synthetic data, min-max
-    calib = calibration_crops(tuple(model.input_shape[2:]), 32, args.log_dir, None)
-    qdq = int8.quantize_qdq(model.onnx_path, calib, os.path.join(out_dir, f"{model.name}.qdq.onnx"))
+    qdq = args.qdq
+    if qdq is None:
+        calib = calibration_crops(tuple(model.input_shape[2:]), 32, args.log_dir, None)
+        qdq = int8.quantize_qdq(model.onnx_path, calib,
+                                os.path.join(out_dir, f"{model.name}.qdq.onnx"))
     work = tuning_dir(args.log_dir, "x86-vnni", tdict)
     x = structured_input(model.input_shape, seed=3)
     ref = ORTSession(qdq).run(x)
