@@ -4,8 +4,8 @@ For tests and for users without a board. ``prepare_root`` builds (once, cached p
 version) an arm64 Debian root with Python and the aarch64 wheels of this host's TVM and
 ONNX Runtime; :class:`EmulatedPi` starts a tracker (unless one is given) and N of
 pose-tuner's device servers (:mod:`targets.device_server`: TVM's RPC server plus ONNX
-Runtime) in that root, registered under the target's key, and stops them again. A device served from this
-machine is recognised as emulated (:func:`targets.rpc.pool_is_emulated`): its latencies
+Runtime) in that root, registered under the target's key, and stops them again. A
+device served from this machine is recognised as emulated (:func:`targets.rpc.pool_is_emulated`): its latencies
 are marked ``emulated`` and never compete with a real Pi's.
 
 Needs root (chroot), ``qemu-user-static`` + ``binfmt-support`` and ``debootstrap``
