@@ -39,7 +39,7 @@ def main() -> int:
     from targets.check import compare, compare_approx
     from targets.inputs import structured_input
     from targets.onnxruntime_backend import ORTSession
-    from targets.runner import LocalVM, time_callable
+    from targets.runner import LocalVM, interleaved
     from tuner.calibration import calibration_inputs
     from tuner.db import ParetoDB, default_url
     from tuner.model_source import PreparedModel
@@ -76,8 +76,8 @@ def main() -> int:
     own_ref = best.artifact_path[:-3] + ".qdq.onnx" if best.quant == "int8" else best.model_path
     _, rtol = NUMERICS[best.quant]
     compare(vm.run(x), ORTSession(own_ref).run(x), rtol=rtol)
-    runners[f"tvm p{best.prune_ratio:.2f} {best.quant} {best.schedule_label}"] = (
-        vm.vm["main"], vm.tvm.runtime.tensor(x, vm.dev))
+    fn, arg = vm.vm["main"], vm.tvm.runtime.tensor(x, vm.dev)
+    runners[f"tvm p{best.prune_ratio:.2f} {best.quant} {best.schedule_label}"] = lambda: fn(arg)
     model = PreparedModel(args.model, "zoo", onnx_path, best.model_hash, shape, tuple(ref.shape),
                           None, None, 0)
     calib = calibration_inputs(model)
@@ -90,15 +90,11 @@ def main() -> int:
             continue
         sess = bl.prepare(onnx_path, os.path.join(args.log_dir, "benchmarks", name), calib, threads)
         (compare if bl.numerics == "exact" else compare_approx)(sess.run(x), ref)
-        runners[name] = sess._call, x
+        runners[name] = lambda s=sess: s._call(x)
         print(f"{name}: prepared and checked", flush=True)
 
-    samples = {name: [] for name in runners}
-    for r in range(args.rounds):
-        for name, (fn, arg) in runners.items():
-            s = time_callable(lambda: fn(arg), warmup=2, min_repeat=3, budget_s=args.budget)
-            samples[name].append(s.median_ms)
-        print(f"round {r + 1}/{args.rounds} done", flush=True)
+    samples = interleaved(runners, args.rounds, args.budget, warmup=2, min_repeat=3,
+                          progress=lambda r: print(f"round {r}/{args.rounds} done", flush=True))
     # the median over rounds of each round's median; min-max shows the spread
     med = {name: float(np.median(v)) for name, v in samples.items()}
     tvm_name = next(iter(runners))

@@ -41,7 +41,7 @@ def main() -> int:
     from targets import tvm_builder as tb
     from targets.inputs import structured_input
     from targets.onnxruntime_backend import ORTSession
-    from targets.runner import LocalVM, time_callable
+    from targets.runner import LocalVM, interleaved
     from tuner.calibration import calibration_crops
     from tuner.model_source import parse_input_size, prepare_model
     from tuner.search import tuning_dir
@@ -74,13 +74,9 @@ def main() -> int:
         err = float(np.abs(vms[name].run(x) - ref).max())
         print(f"{name}: {stats}, max abs diff vs ONNX Runtime (same QDQ model) {err:.1e}",
               flush=True)
-    samples = {name: [] for name in vms}
     arg = tvm.runtime.tensor(x)
-    for _ in range(args.rounds):
-        for name, vm in vms.items():
-            fn = vm.vm["main"]
-            samples[name].append(time_callable(lambda: fn(arg), warmup=2, min_repeat=10,
-                                               max_repeat=500, budget_s=args.budget).median_ms)
+    samples = interleaved({name: (lambda f=vm.vm["main"]: f(arg)) for name, vm in vms.items()},
+                          args.rounds, args.budget, warmup=2, min_repeat=10, max_repeat=500)
     base = float(np.median(samples["float movement (0.1)"]))
     print("\n| int8 build | median ms (rounds min-max) | / float movement |")
     print("|---|---|---|")

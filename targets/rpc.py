@@ -17,6 +17,10 @@ import socket
 from dataclasses import asdict, dataclass
 
 
+#: the linker for aarch64 devices' shared libraries (Debian: g++-aarch64-linux-gnu)
+CROSS_CC = "aarch64-linux-gnu-g++"
+
+
 class RPCError(RuntimeError):
     """The device pool cannot be used; the message says which part failed and the fix."""
 
@@ -31,7 +35,7 @@ class RPCSpec:
     #: seconds one session may last (a whole candidate's check and timing)
     session_timeout_s: float = 900.0
     #: the linker for the device's shared libraries
-    cross_cc: str = "aarch64-linux-gnu-g++"
+    cross_cc: str = CROSS_CC
 
     @classmethod
     def parse(cls, tracker: str, key: str, **kw) -> "RPCSpec":
@@ -107,6 +111,11 @@ def connect(spec: RPCSpec, timeout_s: float | None = None):
 
 class NoHelper(RPCError):
     """The device runs TVM's plain RPC server, without pose-tuner's functions."""
+
+
+def spec_from(payload: dict) -> "RPCSpec | None":
+    """The :class:`RPCSpec` a worker spec carries under ``"rpc"`` (None: this machine)."""
+    return RPCSpec(**payload["rpc"]) if payload.get("rpc") else None
 
 
 def helper_info(sess) -> dict:

@@ -63,7 +63,32 @@ def time_callable(fn, warmup: int = 3, min_repeat: int = 5, max_repeat: int = 50
     return latency_stats(samples)
 
 
-class LocalVM:
+def interleaved(fns: dict, rounds: int, budget_s: float, warmup: int = 2, min_repeat: int = 3,
+                max_repeat: int = 50, progress=None) -> dict[str, list[float]]:
+    """Time each of ``fns`` (name -> callable running one inference) in ``rounds``
+    interleaved rounds, so that machine noise hits them alike: name -> each round's median
+    in ms. ``progress(round)`` is called after each round."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(rounds):
+        for name, fn in fns.items():
+            samples[name].append(time_callable(fn, warmup, min_repeat, max_repeat,
+                                               budget_s).median_ms)
+        if progress is not None:
+            progress(r + 1)
+    return samples
+
+
+class _VM:
+    """A loaded Relax VM (``self.vm`` on device ``self.dev``): runs ``main`` on an input."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        out = self.vm["main"](self.tvm.runtime.tensor(x, self.dev))
+        if not hasattr(out, "numpy"):  # a tuple of outputs: the first is the heatmap
+            out = out[0]
+        return out.numpy()
+
+
+class LocalVM(_VM):
     """A Relax VM executable loaded on this machine's CPU (or its GPU: ``device="cuda"``)."""
 
     def __init__(self, artifact_path: str, device: str = "cpu"):
@@ -78,12 +103,6 @@ class LocalVM:
         self.on_gpu = device == "cuda"
         self.dev = tvm.cuda(0) if self.on_gpu else tvm.cpu()
         self.vm = relax.VirtualMachine(tvm.runtime.load_module(artifact_path), self.dev)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        out = self.vm["main"](self.tvm.runtime.tensor(x, self.dev))
-        if not hasattr(out, "numpy"):  # a tuple of outputs: the first is the heatmap
-            out = out[0]
-        return out.numpy()
 
     def latency(self, x: np.ndarray, budget_s: float = 10.0, min_repeat: int = 5,
                 max_repeat: int = 50, warmup: int = 3) -> LatencyStats:
@@ -109,7 +128,7 @@ def device_time(vm, dev, arg, budget_s: float, min_repeat: int, max_repeat: int,
     return latency_stats(list(timer("main").results))
 
 
-class RemoteVM:
+class RemoteVM(_VM):
     """A Relax VM executable (a cross-linked shared library) uploaded to a device of an
     RPC pool and run there; latency comes from the device's own timer, so the network
     is not in the figure."""
@@ -128,12 +147,6 @@ class RemoteVM:
         self.dev = self.sess.cpu()
         rmod = self.sess.load_module(os.path.basename(artifact_path))
         self.vm = relax.VirtualMachine(rmod, self.dev)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        out = self.vm["main"](self.tvm.runtime.tensor(x, self.dev))
-        if not hasattr(out, "numpy"):
-            out = out[0]
-        return out.numpy()
 
     def latency(self, x: np.ndarray, budget_s: float = 10.0, min_repeat: int = 5,
                 max_repeat: int = 50, warmup: int = 3) -> LatencyStats:

@@ -270,6 +270,8 @@ class _PointRunner:
         self.t_start, self.n_points = t_start, n_points
         self.target_config = target_digest(tvm_target)
         self.provenance = provenance(target, tvm_target)
+        #: where a remote target's devices are (None: measured on this machine)
+        self.rpc = target.rpc_spec()
         self.ran = self.reused = self.baselines_ran = 0
         self.run_times: list[float] = []
         self.variants: dict[float, ModelVariant] = {}
@@ -340,7 +342,7 @@ class _PointRunner:
             if point.quant == "int8":
                 spec.update(calib_npy=_calibration_file(cfg, model, self.run_root),
                             calibration=cfg.space.quantization.calibration)
-            rpc = self.target.rpc_spec()
+            rpc = self.rpc
             if rpc is not None:
                 spec["rpc"] = rpc.as_dict()
             for attempt in (1, 2):
@@ -408,9 +410,8 @@ class _PointRunner:
                 "threads": self.threads, "measure_budget_s": cfg.measure_budget_s,
                 "accuracy": cfg.accuracy.as_dict() if cfg.accuracy else None,
             }
-            rpc = target.rpc_spec()
-            if rpc is not None:
-                spec["rpc"] = rpc.as_dict()
+            if self.rpc is not None:
+                spec["rpc"] = self.rpc.as_dict()
             self.say(f"{head}: start")
             result = run_in_child(
                 spec, cfg.timeout_s, os.path.join(self.run_root, f"{name}.log"),

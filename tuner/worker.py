@@ -110,11 +110,9 @@ def run_candidate(spec: dict, report) -> dict:
     point = spec["point"]
     target = tvm.target.Target(spec["tvm_target"])
     result: dict = {"tvm_version": tvm.__version__}
-    rpc_spec = None
-    if spec.get("rpc"):
-        from targets.rpc import RPCSpec
+    from targets.rpc import spec_from
 
-        rpc_spec = RPCSpec(**spec["rpc"])
+    rpc_spec = spec_from(spec)
 
     quant = point["quant"]
     if quant == "int8":
@@ -190,11 +188,9 @@ def run_baseline(spec: dict, report) -> dict:
 
     t0 = time.time()
     baseline = get_baseline(spec["baseline"])
-    rpc = None
-    if spec.get("rpc"):
-        from targets.rpc import RPCSpec
+    from targets.rpc import spec_from
 
-        rpc = RPCSpec(**spec["rpc"])
+    rpc = spec_from(spec)
     target = get_target(spec["target"], tracker=rpc.tracker if rpc else None,
                         rpc_key=rpc.key if rpc else None)
     baseline.check_available(target)
@@ -227,9 +223,9 @@ def run_build(spec: dict, report) -> dict:
     path = spec["artifact_path"]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if str(spec["tvm_target"].get("mtriple", "")).startswith("aarch64"):
-        from targets.rpc import export_cross
+        from targets.rpc import CROSS_CC, export_cross
 
-        export_cross(ex, path, "aarch64-linux-gnu-g++")
+        export_cross(ex, path, CROSS_CC)
     else:
         ex.export_library(path)
     return {"status": "ok", "artifact_path": os.path.abspath(path),
@@ -273,12 +269,12 @@ def run_remeasure(spec: dict, report) -> dict:
     first, like the first time, so a stale or corrupted artifact fails instead of timing."""
     import tvm
 
+    from targets.rpc import spec_from
     from targets.runner import LocalVM, RemoteVM
 
-    if spec.get("rpc"):
-        from targets.rpc import RPCSpec
-
-        vm = RemoteVM(spec["artifact_path"], RPCSpec(**spec["rpc"]))
+    rpc = spec_from(spec)
+    if rpc is not None:
+        vm = RemoteVM(spec["artifact_path"], rpc)
     else:
         vm = LocalVM(spec["artifact_path"], device=spec.get("device", "cpu"))
     numerics, rtol = NUMERICS[spec["quant"]]

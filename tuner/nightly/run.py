@@ -283,9 +283,8 @@ class _Night:
                 "input_shape": [int(v) for v in rec.input_shape.split("x")], "quant": rec.quant,
                 "measure_budget_s": runner.cfg.measure_budget_s,
                 "device": run_device(runner.tvm_target)}
-        rpc = runner.target.rpc_spec()
-        if rpc is not None:  # a remote target's point is re-timed on a device of its pool
-            spec["rpc"] = rpc.as_dict()
+        if runner.rpc is not None:  # a remote target's point is re-timed on a device of its pool
+            spec["rpc"] = runner.rpc.as_dict()
         result = run_in_child(
             spec, runner.cfg.timeout_s, os.path.join(runner.run_root, f"remeasure-{item.key}.log"),
             on_progress=lambda m: self.say(f"{head}: {m}"), threads=runner.threads)
