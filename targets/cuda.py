@@ -1,19 +1,45 @@
-"""An NVIDIA GPU through CUDA."""
+"""An NVIDIA GPU through CUDA.
+
+Artifacts carry compiled kernels, so a GPU machine needs only the NVIDIA driver and
+TVM to run them. TVM compiles the kernels while it builds the library: with nvcc into
+a fatbin, or with nvrtc (``pip install cuda-bindings``) into a cubin. It does that
+only when its CUDA runtime (``libtvm_runtime_cuda.so`` in the TVM wheel) is loaded,
+and that library needs ``libcuda.so.1``, which only a machine with a driver has.
+Without a GPU, :func:`enable_codegen` loads it against a placeholder ``libcuda.so.1``
+that pose-tuner compiles once (the role of the CUDA toolkit's own ``stubs/libcuda.so``:
+every driver function returns ``CUDA_ERROR_STUB_LIBRARY``). Nothing runs a kernel in
+such a process; without that runtime, TVM 0.27 would store the CUDA source instead,
+to be compiled when a GPU machine loads the library.
+"""
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from .base import Target, TargetUnavailable
 
+#: what every driver function of the placeholder returns, as NVIDIA's stub does
+CUDA_ERROR_STUB_LIBRARY = 34
+
 
 def cuda_driver_present() -> bool:
+    """True when a real NVIDIA driver answers (not a stub ``libcuda.so.1``: neither the
+    placeholder of :func:`stub_libcuda` nor the toolkit's). Creates no CUDA context, so
+    forked children can still use the GPU."""
     try:
-        ctypes.CDLL("libcuda.so.1")
-    except OSError:
+        lib = ctypes.CDLL("libcuda.so.1")
+        get_version = lib.cuDriverGetVersion
+    except (OSError, AttributeError):
         return False
-    return True
+    version = ctypes.c_int(0)
+    return get_version(ctypes.byref(version)) == 0 and version.value > 0
 
 
 @dataclass(frozen=True)
@@ -32,29 +58,163 @@ class CUDA(Target):
     def check_available(self) -> None:
         if not cuda_driver_present():
             raise TargetUnavailable(
-                "target cuda needs an NVIDIA GPU with its driver (libcuda.so.1 not found on "
-                "this machine); run the search on a machine with a GPU"
+                "target cuda needs an NVIDIA GPU with its driver (no driver libcuda.so.1 "
+                "answers on this machine); run the search on a machine with a GPU, or only "
+                "compile here with `tuner build --target cuda`"
             )
-        import shutil
-
-        if shutil.which("nvcc") is None:
-            import importlib.util
-
-            if importlib.util.find_spec("cuda.bindings") is None:  # nvrtc
-                raise TargetUnavailable(
-                    "TVM 0.27 libraries carry CUDA source that is compiled when loaded: install "
-                    "the CUDA toolkit (nvcc; then TVM_CUDA_COMPILE_MODE=nvcc) or "
-                    "`pip install cuda-bindings` (nvrtc)")
+        compile_mode()
+        load_runtime()
 
 
-def prepare_cuda_loading() -> None:
-    """Before loading a CUDA artifact: TVM 0.27 compiles its CUDA source at load time
-    through ``tvm.support.nvcc``; use nvcc when nvrtc (cuda-bindings) is missing."""
-    import importlib.util
-    import os
-    import shutil
+def compile_mode() -> str:
+    """How TVM compiles CUDA kernels here: ``nvcc`` (a fatbin) or ``nvrtc`` (a cubin).
 
-    if "TVM_CUDA_COMPILE_MODE" not in os.environ and shutil.which("nvcc") \
-            and importlib.util.find_spec("cuda.bindings") is None:
-        os.environ["TVM_CUDA_COMPILE_MODE"] = "nvcc"
+    ``TVM_CUDA_COMPILE_MODE`` decides when set; otherwise nvcc when it is on PATH, else
+    nvrtc when cuda-bindings is installed.
+    """
+    mode = os.environ.get("TVM_CUDA_COMPILE_MODE")
+    if mode:
+        return mode.lower()
+    if shutil.which("nvcc"):
+        return "nvcc"
+    if importlib.util.find_spec("cuda.bindings") is not None:
+        return "nvrtc"
+    raise TargetUnavailable(
+        "compiling for cuda needs a CUDA compiler: the CUDA toolkit's nvcc on PATH, or "
+        "`pip install cuda-bindings` (nvrtc)")
+
+
+def _runtime_library() -> Path:
+    from tvm.base import _LOADED_LIBS
+
+    return Path(_LOADED_LIBS["tvm_runtime"]._name).resolve().parent / "libtvm_runtime_cuda.so"
+
+
+def _runtime_loaded() -> bool:
+    import tvm_ffi
+
+    return tvm_ffi.get_global_func("ffi.Module.create.cuda", allow_missing=True) is not None
+
+
+def load_runtime() -> None:
+    """Load TVM's CUDA runtime if ``import tvm`` could not (it skips it silently).
+
+    With no driver on this machine it is loaded against the placeholder
+    ``libcuda.so.1`` (:func:`stub_libcuda`): enough to compile and save kernels, never
+    to run one. A missing ``libcudart`` is looked up in the CUDA toolkit and in the
+    ``nvidia-cuda-runtime`` wheel. Raises :class:`TargetUnavailable` with the loader's
+    reason when it still fails.
+    """
+    if _runtime_loaded():
+        return
+    lib = _runtime_library()
+    if not lib.exists():
+        raise TargetUnavailable(f"this TVM has no CUDA runtime ({lib} is missing)")
+    if not cuda_driver_present():
+        ctypes.CDLL(str(stub_libcuda(lib)), mode=ctypes.RTLD_GLOBAL)
+    try:
+        ctypes.CDLL(str(lib))
+    except OSError as exc:
+        if "libcudart" not in str(exc) or not _preload_cudart(str(exc)):
+            raise TargetUnavailable(f"TVM's CUDA runtime does not load: {exc}") from None
+        try:
+            ctypes.CDLL(str(lib))
+        except OSError as exc2:
+            raise TargetUnavailable(f"TVM's CUDA runtime does not load: {exc2}") from None
+    if not _runtime_loaded():
+        raise TargetUnavailable(f"{lib} loaded but registered no CUDA module factory")
+
+
+def _preload_cudart(error: str) -> bool:
+    """Load the ``libcudart.so.N`` named in ``error`` from the toolkit or the wheel."""
+    import re
+
+    m = re.search(r"(libcudart\.so\.\d+)", error)
+    if not m:
+        return False
+    name = m.group(1)
+    dirs = []
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        root = Path(nvcc).resolve().parent.parent
+        dirs += [root / "lib64", root / "lib", root / "targets" / "x86_64-linux" / "lib"]
+    spec = importlib.util.find_spec("nvidia")
+    for base in (spec.submodule_search_locations or []) if spec else []:
+        dirs += sorted(Path(base).glob("cu*/lib")) + sorted(Path(base).glob("cuda_runtime/lib"))
+    for d in dirs:
+        if (d / name).exists():
+            ctypes.CDLL(str(d / name), mode=ctypes.RTLD_GLOBAL)
+            return True
+    return False
+
+
+def stub_libcuda(runtime_lib: Path) -> Path:
+    """A placeholder ``libcuda.so.1`` defining the driver functions ``runtime_lib`` imports,
+    each returning ``CUDA_ERROR_STUB_LIBRARY``; compiled once with the C compiler and
+    cached under ``~/.cache/pose-tuner/cuda-stub``."""
+    try:
+        out = subprocess.run(["nm", "-D", "--undefined-only", str(runtime_lib)],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise TargetUnavailable(
+            f"cannot list the driver functions of {runtime_lib} (binutils' nm): {exc}") from None
+    names = sorted({line.split()[-1].split("@")[0] for line in out.splitlines()
+                    if line.split() and line.split()[-1][:2] == "cu"
+                    and line.split()[-1][2:3].isupper()})
+    source = "".join(f"int {n}(void) {{ return {CUDA_ERROR_STUB_LIBRARY}; }}\n" for n in names)
+    key = hashlib.sha256(source.encode()).hexdigest()[:16]
+    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pose-tuner" \
+        / "cuda-stub" / key
+    path = folder / "libcuda.so.1"
+    if path.exists():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "stub.c").write_text(source)
+    cc = os.environ.get("CC", "cc")
+    tmp = folder / f"libcuda.so.1.{os.getpid()}"
+    try:
+        subprocess.run([cc, "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", str(tmp),
+                        str(folder / "stub.c")], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or exc
+        raise TargetUnavailable(
+            f"cannot compile the placeholder libcuda.so.1 with {cc}: {detail}") from None
+    os.replace(tmp, path)
+    return path
+
+
+def enable_codegen() -> str:
+    """Make ``tvm.compile`` put compiled kernels into CUDA libraries; returns the compile
+    mode (``nvcc`` or ``nvrtc``). Call it before building for a CUDA target, and build
+    inside ``with target:`` so the kernels are compiled for the target's ``arch``."""
+    mode = compile_mode()
+    os.environ["TVM_CUDA_COMPILE_MODE"] = mode
     import tvm.support.nvcc  # noqa: F401  (registers tvm_callback_cuda_compile)
+
+    load_runtime()
+    return mode
+
+
+def fatbin_images(data: bytes) -> list[str]:
+    """The GPU images in the fatbins embedded in ``data`` (a library's bytes), e.g.
+    ``["sm_90 cubin"]``, or ``["sm_90 ptx"]`` for PTX the driver compiles when loading.
+    Empty when the library carries none (CUDA source, or no kernels)."""
+    import struct
+
+    images: list[str] = []
+    at = data.find(_FATBIN_MAGIC)
+    while at >= 0 and at + 16 <= len(data):
+        _, _, header, size = struct.unpack_from("<IHHQ", data, at)
+        pos, end = at + header, min(at + header + size, len(data))
+        while pos + 32 <= end:
+            kind, _, entry_header, entry_size = struct.unpack_from("<HHIQ", data, pos)
+            arch = struct.unpack_from("<I", data, pos + 28)[0]
+            if kind not in (1, 2) or entry_header < 32:
+                break
+            images.append(f"sm_{arch} {'ptx' if kind == 1 else 'cubin'}")
+            pos += entry_header + entry_size
+        at = data.find(_FATBIN_MAGIC, max(end, at + 1))
+    return images
+
+
+_FATBIN_MAGIC = (0xBA55ED50).to_bytes(4, "little")

@@ -97,9 +97,9 @@ class LocalVM(_VM):
 
         self.tvm = tvm
         if device == "cuda":
-            from .cuda import prepare_cuda_loading
+            from .cuda import load_runtime
 
-            prepare_cuda_loading()
+            load_runtime()
         self.on_gpu = device == "cuda"
         self.dev = tvm.cuda(0) if self.on_gpu else tvm.cpu()
         self.vm = relax.VirtualMachine(tvm.runtime.load_module(artifact_path), self.dev)

@@ -112,7 +112,11 @@ class InProcessBuilder(PyBuilder):
         for item in build_inputs:
             try:
                 mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(item.mod)
-                rt_mod = tvm.compile(mod, target=item.target)
+                if item.target.kind.name == "cuda":
+                    with item.target:  # kernels are compiled for the target's arch
+                        rt_mod = tvm.compile(mod, target=item.target)
+                else:
+                    rt_mod = tvm.compile(mod, target=item.target)
                 # one folder per artifact: RemoveBuildArtifact deletes the artifact's folder
                 folder = tempfile.mkdtemp(dir=self.dir)
                 if self.cross_cc:
@@ -265,6 +269,10 @@ def tune(
 
     t0 = time.time()
     _register_intrinsics(target)
+    if target.kind.name == "cuda":
+        from .cuda import enable_codegen
+
+        enable_codegen()
     db = open_database(work_dir)
     tasks = [
         t
@@ -389,7 +397,12 @@ def compile_module(
                 relax.transform.FoldConstant(),
             ])(mod)
     if target.kind.name == "cuda":
+        from .cuda import enable_codegen
+
+        enable_codegen()
         mod = gpu_default_schedules(mod, target)
+        with target:  # kernels are compiled for the target's arch
+            return tvm.compile(mod, target=target)
     return tvm.compile(mod, target=target)
 
 

@@ -228,9 +228,15 @@ def run_build(spec: dict, report) -> dict:
         export_cross(ex, path, CROSS_CC)
     else:
         ex.export_library(path)
-    return {"status": "ok", "artifact_path": os.path.abspath(path),
-            "model_size_bytes": os.path.getsize(path), "build_seconds": time.time() - t0,
-            "tvm_version": tvm.__version__}
+    result = {"status": "ok", "artifact_path": os.path.abspath(path),
+              "model_size_bytes": os.path.getsize(path), "build_seconds": time.time() - t0,
+              "tvm_version": tvm.__version__}
+    if target.kind.name == "cuda":
+        from targets.cuda import compile_mode, fatbin_images
+
+        with open(path, "rb") as f:
+            result.update(cuda_compiler=compile_mode(), cuda_images=fatbin_images(f.read()))
+    return result
 
 
 def run_accuracy_on(predict, spec: dict, report) -> dict:
