@@ -93,7 +93,7 @@ class LocalVM(_VM):
 
     def __init__(self, artifact_path: str, device: str = "cpu"):
         import tvm
-        from tvm import relax
+        from tvm.runtime.vm import VirtualMachine  # not tvm.relax: a runtime-only TVM has it
 
         self.tvm = tvm
         if device == "cuda":
@@ -102,7 +102,7 @@ class LocalVM(_VM):
             load_runtime()
         self.on_gpu = device == "cuda"
         self.dev = tvm.cuda(0) if self.on_gpu else tvm.cpu()
-        self.vm = relax.VirtualMachine(tvm.runtime.load_module(artifact_path), self.dev)
+        self.vm = VirtualMachine(tvm.runtime.load_module(artifact_path), self.dev)
 
     def latency(self, x: np.ndarray, budget_s: float = 10.0, min_repeat: int = 5,
                 max_repeat: int = 50, warmup: int = 3) -> LatencyStats:
