@@ -44,10 +44,23 @@ def cuda_driver_present() -> bool:
 
 @dataclass(frozen=True)
 class CUDA(Target):
+    """This machine's GPU, or with ``tracker`` the GPUs of an RPC pool: x86-64 machines
+    with an NVIDIA GPU, each running TVM's RPC server (or pose-tuner's device server)
+    with ``--tracker HOST:PORT --key cuda``. Libraries are built and linked here (host
+    code with ``cross_cc``), uploaded and timed on the remote GPU."""
+
     name: str = "cuda"
-    description: str = "NVIDIA GPU through CUDA (sm_90 by default), measured locally"
+    description: str = ("NVIDIA GPU through CUDA (sm_90 by default), on this machine or "
+                        "over TVM RPC (--tracker)")
     baselines: tuple[str, ...] = ("tensorrt-fp16", "tensorrt-int8")
     arch: str = "sm_90"
+    tracker: str | None = None
+    rpc_key: str = "cuda"
+    #: links the host side of libraries for remote GPU machines (x86-64 Linux)
+    cross_cc: str = "g++"
+
+    def __post_init__(self):
+        object.__setattr__(self, "remote", self.tracker is not None)
 
     def tvm_target(self) -> dict:
         return {"kind": "cuda", "arch": self.arch, "host": {"kind": "llvm"}}
@@ -55,7 +68,22 @@ class CUDA(Target):
     def num_threads(self) -> int:
         return 1
 
+    def rpc_spec(self):
+        if self.tracker is None:
+            return None
+        from .rpc import RPCSpec
+
+        return RPCSpec.parse(self.tracker, self.rpc_key, cross_cc=self.cross_cc, device="cuda")
+
+    def device_identity(self) -> str:
+        if self.tracker is None:
+            return super().device_identity()
+        return f"GPU over RPC, key {self.rpc_key} at {self.tracker}"
+
     def check_available(self) -> None:
+        if self.tracker is not None:
+            self._check_pool()
+            return
         if not cuda_driver_present():
             raise TargetUnavailable(
                 "target cuda needs an NVIDIA GPU with its driver (no driver libcuda.so.1 "
@@ -64,6 +92,22 @@ class CUDA(Target):
             )
         compile_mode()
         load_runtime()
+
+    def _check_pool(self) -> None:
+        """Tracker reachable, GPUs under the key, and a probe built here runs on one."""
+        from .rpc import RPCError, probe, servers, tracker_summary
+
+        spec = self.rpc_spec()
+        try:
+            if not servers(tracker_summary(spec), spec.key):
+                raise RPCError(
+                    f"the RPC tracker at {spec.tracker} has no device under key {spec.key!r}; on "
+                    f"each GPU machine run `python -m tvm.exec.rpc_server --tracker "
+                    f"{spec.tracker} --key {spec.key}` (the same TVM as here)")
+            compile_mode()
+            probe(spec, self.tvm_target())
+        except RPCError as exc:
+            raise TargetUnavailable(str(exc)) from None
 
 
 def compile_mode() -> str:

@@ -36,6 +36,8 @@ class RPCSpec:
     session_timeout_s: float = 900.0
     #: the linker for the device's shared libraries
     cross_cc: str = CROSS_CC
+    #: where artifacts run on the device: ``cpu`` or ``cuda`` (its first GPU)
+    device: str = "cpu"
 
     @classmethod
     def parse(cls, tracker: str, key: str, **kw) -> "RPCSpec":
@@ -50,6 +52,10 @@ class RPCSpec:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def remote_device(self, sess):
+        """The device of RPC session ``sess`` that artifacts of this pool run on."""
+        return sess.cuda(0) if self.device == "cuda" else sess.cpu()
 
 
 def tracker_summary(spec: RPCSpec, timeout_s: float = 5.0) -> dict:
@@ -146,8 +152,8 @@ def export_cross(executable, path: str, cross_cc: str) -> str:
     from tvm.support import cc
 
     if shutil.which(cross_cc) is None:
-        raise RPCError(f"the cross linker {cross_cc} is not installed (Debian: apt-get install "
-                       f"g++-aarch64-linux-gnu)")
+        hint = " (Debian: apt-get install g++-aarch64-linux-gnu)" if cross_cc == CROSS_CC else ""
+        raise RPCError(f"the linker {cross_cc} for the device's libraries is not installed{hint}")
     executable.export_library(path, fcompile=cc.cross_compiler(cross_cc))
     return path
 
@@ -164,21 +170,29 @@ def probe(spec: RPCSpec, tvm_target: dict) -> None:
     from tvm import relax
     from tvm.script import relax as R
 
+    from .tvm_builder import compile_module
+
     @tvm.script.ir_module
     class Probe:
         @R.function
         def main(x: R.Tensor((4,), "float32")) -> R.Tensor((4,), "float32"):
             return R.add(x, x)
 
-    ex = tvm.compile(Probe, target=tvm.target.Target(tvm_target))
+    ex = compile_module(Probe, tvm.target.Target(tvm_target))
     with tempfile.TemporaryDirectory() as tmp:
         path = export_cross(ex, os.path.join(tmp, "probe.so"), spec.cross_cc)
         sess = connect(spec, timeout_s=120)
+        dev = spec.remote_device(sess)
+        if spec.device != "cpu" and not dev.exist:
+            raise RPCError(
+                f"the device of key {spec.key!r} at {spec.tracker} has no {spec.device} device "
+                f"that TVM can use (no GPU there, or its TVM lacks the CUDA runtime: "
+                f"`python -c 'import tvm; print(tvm.cuda(0).exist)'` on it should print True)")
         try:
             sess.upload(path)
-            vm = relax.VirtualMachine(sess.load_module("probe.so"), sess.cpu())
+            vm = relax.VirtualMachine(sess.load_module("probe.so"), dev)
             x = np.arange(4, dtype="float32")
-            got = vm["main"](tvm.runtime.tensor(x, sess.cpu())).numpy()
+            got = vm["main"](tvm.runtime.tensor(x, dev)).numpy()
         except Exception as exc:  # noqa: BLE001
             what = f"{exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0]}"
             raise RPCError(

@@ -144,7 +144,7 @@ class RemoteVM(_VM):
         self.tvm = tvm
         self.sess = connect(rpc_spec)
         self.sess.upload(artifact_path)
-        self.dev = self.sess.cpu()
+        self.dev = rpc_spec.remote_device(self.sess)
         rmod = self.sess.load_module(os.path.basename(artifact_path))
         self.vm = relax.VirtualMachine(rmod, self.dev)
 

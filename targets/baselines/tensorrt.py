@@ -56,6 +56,8 @@ class TensorRTBaseline(Baseline):
     def check_available(self, target) -> None:
         if target.name != "cuda":
             raise BaselineUnavailable(f"TensorRT runs on the cuda target, not {target.name}")
+        if target.remote:
+            raise BaselineUnavailable("TensorRT runs on this machine's GPU, not over RPC")
         from targets.cuda import cuda_driver_present
 
         if not cuda_driver_present():

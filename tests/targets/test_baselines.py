@@ -64,51 +64,6 @@ def test_every_target_baseline_is_registered():
             assert name in BASELINES
 
 
-@pytest.fixture(scope="module")
-def local_devices():
-    """A tracker with two RPC servers on this machine: pose-tuner's device server under key
-    ``helper`` and TVM's plain server under key ``plain`` (the remote path without qemu)."""
-    import subprocess
-    import sys
-    import time
-
-    from targets.emulator import free_port
-    from targets.rpc import RPCError, RPCSpec, servers, tracker_summary
-
-    port = free_port()
-    tracker = f"127.0.0.1:{port}"
-    procs = [subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host",
-                               "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)]
-    from targets import device_server
-
-    for key, server in (("helper", [device_server.__file__]),
-                        ("plain", ["-m", "tvm.exec.rpc_server"])):
-        p = free_port()
-        procs.append(subprocess.Popen(
-            [sys.executable, *server, "--host", "127.0.0.1", "--port", str(p), "--port-end",
-             str(p + 1), "--tracker", tracker, "--key", key],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-    deadline = time.time() + 90
-    while True:
-        try:
-            summary = tracker_summary(RPCSpec.parse(tracker, "helper"), timeout_s=2)
-            if servers(summary, "helper") and servers(summary, "plain"):
-                break
-        except RPCError:
-            pass
-        assert time.time() < deadline, "local RPC servers did not register"
-        time.sleep(0.5)
-    yield tracker
-    import os
-    import signal
-
-    for proc in procs:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 @pytest.mark.parametrize("name", ["onnxruntime-fp32", "onnxruntime-int8"])
 def test_onnx_runtime_runs_on_the_device_through_the_device_server(name, local_devices,
                                                                   tiny_onnx, tmp_path):

@@ -92,3 +92,24 @@ def test_search_on_the_gpu_with_metaschedule(tmp_path):
         print(row)
     assert len(rows) == 4
     assert all(r[2] == "ok" and r[3] > 0 for r in rows), rows
+
+
+def test_search_on_a_gpu_over_rpc(tmp_path, local_devices):
+    """The same GPU reached through TVM RPC (a tracker and TVM's RPC server on this
+    machine): libraries are linked here, uploaded, checked and timed on the server."""
+    import tvm
+
+    from tuner.cli import main
+
+    if tvm.cuda(0).compute_version.replace(".", "") != "90":
+        pytest.skip("the cuda target is built for sm_90")
+    logs = tmp_path / "logs"
+    assert main(["search", "--target", "cuda", "--tracker", local_devices, "--rpc-key", "plain",
+                 "--log-dir", str(logs), "--model", "shufflenetv2_fpn", "--input-size", "64x64",
+                 "--prune", "0", "--quant", "fp32", "--schedules", "default,metaschedule:8",
+                 "--no-baselines", "--val-images", "8", "--measure-budget", "0.5"]) == 0
+    con = sqlite3.connect(logs / "pareto.sqlite")
+    rows = con.execute("select schedule, status, latency_median_ms, device from candidates "
+                       "where backend='tvm' order by id").fetchall()
+    con.close()
+    assert len(rows) == 2 and all(r[1] == "ok" and r[2] > 0 for r in rows), rows

@@ -64,3 +64,25 @@ def test_cuda_without_a_driver_is_unavailable():
         get_target("cuda").check_available()
     assert "libcuda" in str(e.value)
     assert set(TARGETS) == {"x86-vnni", "rasp4b", "cuda"}
+
+
+def test_cuda_over_rpc_checks_the_pool(local_devices):
+    """`--target cuda --tracker ...`: a key with no device, and a device without a GPU
+    (this machine's TVM RPC server), each fail before any work with their own message;
+    the probe library was built for CUDA here and linked for the device."""
+    import shutil
+
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc not installed")
+    empty = get_target("cuda", tracker=local_devices, rpc_key="nobody")
+    assert empty.remote and empty.rpc_spec().device == "cuda"
+    with pytest.raises(TargetUnavailable, match="no device under key 'nobody'"):
+        empty.check_available()
+    no_gpu = get_target("cuda", tracker=local_devices, rpc_key="plain")
+    with pytest.raises(TargetUnavailable, match="has no cuda device that TVM can use"):
+        no_gpu.check_available()
+    assert "GPU over RPC, key plain" in no_gpu.device_identity()
+    from targets.baselines import BaselineUnavailable, get_baseline
+
+    with pytest.raises(BaselineUnavailable, match="not over RPC"):
+        get_baseline("tensorrt-fp16").check_available(no_gpu)
