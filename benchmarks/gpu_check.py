@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/gpu_check.py prepare            # here: build the kit
     python3 benchmarks/gpu_check.py run logs/gpu-kit            # on the GPU machine
 
-``prepare`` builds the default model (256x192) for the cuda target in fp32 and fp16 with
-the default GPU schedules, exactly as ``tuner build`` does (the kernels compiled into the
-library), and writes beside it: the ONNX Runtime FP32 outputs on the inputs every
-backend is checked with (:func:`tuner.worker.check_and_time`: structured inputs of
+``prepare`` builds the default model (256x192) for the cuda target in fp32, fp16 and int8
+with the default GPU schedules, as the search does (the kernels compiled into the
+library), and writes beside it: the ONNX Runtime outputs (FP32; for int8 the same QDQ
+model) on the inputs every backend is checked with (:func:`tuner.worker.check_and_time`: structured inputs of
 seeds 1 and 2; seed 3 is timed), TVM's runtime without its compiler (the GPU machine
 needs no compiler to load these libraries), apache-tvm-ffi wheels for the usual
 Pythons, typing_extensions and NVIDIA's ``libcudart`` that TVM's CUDA runtime links
@@ -61,15 +61,27 @@ def prepare(args) -> int:
     ref = ORTSession(model.onnx_path)
     inputs = {seed: structured_input(shape, seed=seed) for seed in (1, 2, 3)}
     np.savez(os.path.join(out, "inputs.npz"), **{f"s{k}": v for k, v in inputs.items()})
-    np.savez(os.path.join(out, "reference.npz"),
-             **{f"s{k}": ref.run(inputs[k]) for k in (1, 2)})
     shutil.copy(model.onnx_path, os.path.join(out, "model.onnx"))
     artifacts = []
     for quant in args.quant.split(","):
         t0 = time.time()
-        mod = import_float(model.onnx_path, quant, lambda m: print(m, file=sys.stderr))
-        ex = tvm_builder.compile_module(tvm_builder.prepare(mod, target), target)
         name = f"{model.name}-{quant}-default.so"
+        if quant == "int8":  # as the search does: min-max on 32 person crops; the
+            # reference is ONNX Runtime running the same QDQ model (the same integer maths)
+            from targets import int8
+            from tuner.calibration import calibration_crops
+
+            calib = calibration_crops(tuple(shape[2:]), 32, args.log_dir)
+            qdq = int8.quantize_qdq(model.onnx_path, calib,
+                                    os.path.join(out, name[:-3] + ".qdq.onnx"))
+            reference = ORTSession(qdq)
+            mod = int8.integer_rewrite(tvm_builder.import_onnx(qdq))
+        else:
+            reference = ref
+            mod = import_float(model.onnx_path, quant, lambda m: print(m, file=sys.stderr))
+        np.savez(os.path.join(out, f"reference-{quant}.npz"),
+                 **{f"s{k}": reference.run(inputs[k]) for k in (1, 2)})
+        ex = tvm_builder.compile_module(tvm_builder.prepare(mod, target), target)
         ex.export_library(os.path.join(out, name))
         with open(os.path.join(out, name), "rb") as f:
             images = fatbin_images(f.read())
@@ -217,7 +229,6 @@ def run(args) -> int:
         if dev.exist:
             report["gpu"].update(name=dev.device_name, compute_version=dev.compute_version)
     inputs = np.load(os.path.join(kit, "inputs.npz"))
-    ref = np.load(os.path.join(kit, "reference.npz"))
     results = []
     for art in manifest["artifacts"]:
         row = {"file": art["file"], "quant": art["quant"]}
@@ -225,6 +236,7 @@ def run(args) -> int:
             t0 = time.time()
             vm = LocalVM(os.path.join(kit, art["file"]), device=device)
             row["load_s"] = round(time.time() - t0, 3)
+            ref = np.load(os.path.join(kit, f"reference-{art['quant']}.npz"))
             try:
                 checks = [compare(vm.run(inputs[f"s{s}"]), ref[f"s{s}"], rtol=art["rtol"])
                           for s in (1, 2)]
@@ -239,6 +251,7 @@ def run(args) -> int:
             if device == "cuda":
                 peer, why = _torch_peer(manifest, inputs["s3"], art["quant"])
                 row["torch_eager_ms"] = peer if peer is not None else why
+                row["torch_dtype"] = "float16" if art["quant"] == "fp16" else "float32"
                 if peer:
                     row["tvm_over_torch"] = round(lat.median_ms / peer, 3)
         except Exception as exc:  # noqa: BLE001 - report every artifact
@@ -262,7 +275,7 @@ def main() -> int:
     p.add_argument("--out", default="logs/gpu-kit")
     p.add_argument("--model", default="shufflenetv2_fpn")
     p.add_argument("--input-size", default="256x192")
-    p.add_argument("--quant", default="fp32,fp16")
+    p.add_argument("--quant", default="fp32,fp16,int8")
     p.add_argument("--arch", default="sm_90", help="the GPU's arch (H100/H200: sm_90)")
     p.add_argument("--target", default="cuda",
                    help="cuda, or x86-vnni to try the kit on this machine's CPU")
