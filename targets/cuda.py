@@ -63,7 +63,11 @@ class CUDA(Target):
         object.__setattr__(self, "remote", self.tracker is not None)
 
     def tvm_target(self) -> dict:
-        return {"kind": "cuda", "arch": self.arch, "host": {"kind": "llvm"}}
+        # the per-block limits of sm_90 (TVM's nvidia/nvidia-h100 tag; H200 is the same
+        # chip): MetaSchedule's GPU rules need them, "arch" alone leaves them unset
+        return {"kind": "cuda", "arch": self.arch, "max_threads_per_block": 1024,
+                "max_shared_memory_per_block": 49152, "registers_per_block": 65536,
+                "thread_warp_size": 32, "host": {"kind": "llvm"}}
 
     def num_threads(self) -> int:
         return 1

@@ -63,13 +63,13 @@ def test_cuda_build_carries_compiled_kernels(tiny_onnx, tmp_path):
     import shutil
     import struct
 
-    from targets import tvm_builder
+    from targets import get_target, tvm_builder
     from targets.cuda import cuda_driver_present, fatbin_images
 
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc not installed")
     had_driver = cuda_driver_present()
-    target = tvm.target.Target({"kind": "cuda", "arch": "sm_90", "host": {"kind": "llvm"}})
+    target = tvm.target.Target(get_target("cuda").tvm_target())
     ex = tvm_builder.compile_module(
         tvm_builder.prepare(tvm_builder.import_onnx(tiny_onnx), target), target)
     path = tmp_path / "cuda.so"
@@ -106,3 +106,36 @@ def test_fatbin_images_reads_headers():
     fat = struct.pack("<IHHQ", 0xBA55ED50, 1, 16, len(body)) + body
     assert fatbin_images(b"junk" + fat + b"tail") == ["sm_90 cubin", "sm_80 ptx"]
     assert fatbin_images(b"no kernels here") == []
+
+
+def test_metaschedule_builds_cuda_candidates(tiny_onnx):
+    """Without a GPU: MetaSchedule's GPU rules accept the cuda target (they need its
+    per-block limits) and the tuning builder compiles a candidate's kernels into it."""
+    import shutil
+    import tarfile
+
+    from tvm.s_tir import meta_schedule as ms
+
+    from targets import get_target, tvm_builder
+    from targets.cuda import enable_codegen, fatbin_images
+
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc not installed")
+    target = tvm.target.Target(get_target("cuda").tvm_target())
+    mod = tvm_builder.prepare(tvm_builder.import_onnx(tiny_onnx), target)
+    enable_codegen()
+    task = ms.relax_integration.extract_tasks(mod, target)[0]
+    ctx = ms.TuneContext(mod=task.dispatched[0], target=target,
+                         space_generator="post-order-apply", search_strategy="replay-trace",
+                         task_name=task.task_name)
+    sch = ctx.space_generator.generate_design_space(task.dispatched[0])[0]
+    builder = tvm_builder.InProcessBuilder()
+    try:
+        (res,) = builder.build([ms.builder.BuilderInput(sch.mod, target)])
+        assert res.error_msg is None
+        with tarfile.open(res.artifact_path) as tar:
+            images = [img for m in tar.getmembers() for img in fatbin_images(
+                tar.extractfile(m).read())]
+        assert images == ["sm_90 cubin"]
+    finally:
+        shutil.rmtree(builder.dir, ignore_errors=True)
