@@ -95,9 +95,9 @@ def prepare(args) -> int:
                    "tvm_version": tvm.__version__, "artifacts": artifacts}, f, indent=2)
 
     # TVM's runtime (the wheel's package without libtvm_compiler.so) and tvm-ffi wheels
-    import tvm_ffi
-
     import tarfile
+
+    import tvm_ffi
 
     skip = {"libtvm_compiler.so", "__pycache__"}
     with tarfile.open(os.path.join(out, "tvm-runtime.tar.xz"), "w:xz") as tar:
@@ -113,6 +113,7 @@ def prepare(args) -> int:
     for py in PYTHONS:
         subprocess.run([*pip, "--python-version", py[2:], "--implementation", "cp",
                         f"apache-tvm-ffi=={tvm_ffi.__version__}"], check=True)
+    # libtvm_runtime_cuda.so of this TVM links libcudart.so.13
     subprocess.run([*pip, "--python-version", "311", "nvidia-cuda-runtime==13.0.*",
                     "typing_extensions"], check=True)
     print(f"kit ready: {out} ({_size_mb(out):.0f} MB); on the GPU machine: "
