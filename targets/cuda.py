@@ -96,6 +96,16 @@ class CUDA(Target):
             )
         compile_mode()
         load_runtime()
+        import tvm
+
+        dev = tvm.cuda(0)
+        if not dev.exist:
+            raise TargetUnavailable("the NVIDIA driver answers but TVM sees no GPU (tvm.cuda(0))")
+        have = "sm_" + dev.compute_version.replace(".", "")
+        if not runs_on(self.arch, have):
+            raise TargetUnavailable(
+                f"this GPU ({dev.device_name}) is {have}; kernels built for {self.arch} do not "
+                f"run on it: pass --cuda-arch {have}")
 
     def _check_pool(self) -> None:
         """Tracker reachable, GPUs under the key, and a probe built here runs on one."""
@@ -112,6 +122,19 @@ class CUDA(Target):
             probe(spec, self.tvm_target())
         except RPCError as exc:
             raise TargetUnavailable(str(exc)) from None
+
+
+def runs_on(built: str, gpu: str) -> bool:
+    """Whether a cubin for ``built`` (e.g. ``sm_86``) runs on a ``gpu`` of that arch: same
+    major version, a minor version at least as high (``sm_90a`` code only on sm_90)."""
+    def parse(arch: str) -> tuple[int, int, str]:
+        digits = arch[3:].rstrip("abcdefghijklmnopqrstuvwxyz")
+        return int(digits[:-1]), int(digits[-1]), arch[3 + len(digits):]
+
+    b, g = parse(built), parse(gpu)
+    if b[2]:  # arch-specific features
+        return b[:2] == g[:2]
+    return b[0] == g[0] and g[1] >= b[1]
 
 
 def compile_mode() -> str:

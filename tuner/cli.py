@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracker", default=None, help="RPC tracker HOST:PORT for remote targets")
     p.add_argument("--rpc-key", default=None,
                    help="RPC key of the remote device pool (default: the target's, e.g. rasp4b)")
+    p.add_argument("--cuda-arch", default=None, type=_cuda_arch,
+                   help="GPU architecture for --target cuda, e.g. sm_86 (default: sm_90)")
     p.add_argument("--no-baselines", action="store_true",
                    help="do not measure the target's baselines (ONNX Runtime, OpenVINO, TensorRT)")
     g = p.add_argument_group("accuracy (COCO OKS AP and PCK of every compiled candidate)")
@@ -135,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quant", choices=("fp32", "fp16"), default="fp32",
                    help="fp32 or fp16 (int8 needs calibration: use tuner search)")
     p.add_argument("--out", required=True, help="the library to write (.so)")
+    p.add_argument("--cuda-arch", default=None, type=_cuda_arch,
+                   help="GPU architecture for --target cuda, e.g. sm_86 (default: sm_90)")
     p.add_argument("--log-dir", default=DEFAULT_LOG_DIR)
     p.add_argument("--timeout", type=float, default=3600.0)
 
@@ -190,6 +194,14 @@ def _space(args):
                             "(use --schedules default for no tuning)")
         space = space.with_trials(args.trials)
     return space
+
+
+def _cuda_arch(text: str) -> str:
+    import re
+
+    if not re.fullmatch(r"sm_\d{2,3}[a-z]?", text):
+        raise argparse.ArgumentTypeError(f"expected an architecture like sm_86 or sm_90, got {text!r}")
+    return text
 
 
 def _objectives(text: str) -> tuple[str, ...]:
@@ -248,12 +260,15 @@ def cmd_search(args) -> int:
         target=args.target, model=args.model, input_size=parse_input_size(args.input_size),
         space=_space(args), log_dir=args.log_dir, db_url=args.db, force=args.force,
         timeout_s=args.timeout, measure_budget_s=args.measure_budget, threads=args.threads,
-        tracker=args.tracker, rpc_key=args.rpc_key, baselines=not args.no_baselines,
+        tracker=args.tracker, rpc_key=args.rpc_key, cuda_arch=args.cuda_arch,
+        baselines=not args.no_baselines,
         accuracy=_accuracy(args),
         time_budget_s=args.time_budget * 60.0 if args.time_budget is not None else None,
         strategy=args.strategy, n_trials=args.n_trials, seed=args.seed,
         objectives=_objectives(args.objectives),
     )
+    if args.cuda_arch and args.target != "cuda":
+        raise UserError("--cuda-arch applies to --target cuda only")
     if args.n_trials is not None and args.n_trials <= 0:
         raise UserError(f"--n-trials must be > 0, got {args.n_trials}")
     if args.time_budget is not None and args.time_budget <= 0:
@@ -381,7 +396,9 @@ def cmd_build(args) -> int:
     from .executor import run_in_child
     from .model_source import parse_input_size, prepare_model
 
-    target = get_target(args.target)
+    if args.cuda_arch and args.target != "cuda":
+        raise UserError("--cuda-arch applies to --target cuda only")
+    target = get_target(args.target, arch=args.cuda_arch)
     if not args.out.endswith(".so"):
         raise UserError(f"--out must name a .so file, got {args.out!r}")
     model = prepare_model(args.model, parse_input_size(args.input_size),

@@ -53,6 +53,8 @@ class SearchConfig:
     tracker: str | None = None
     #: the RPC key of a remote target's device pool (None: the target's default)
     rpc_key: str | None = None
+    #: the GPU architecture of the cuda target, e.g. "sm_86" (None: the target's sm_90)
+    cuda_arch: str | None = None
     baselines: bool = True
     #: data accuracy is measured on (None: latency only)
     accuracy: "AccuracySpec | None" = None
@@ -484,7 +486,7 @@ def open_search(cfg: SearchConfig, say: Callable[[str], None] = print,
     """Everything a search of ``cfg`` needs before its first point: the target (checked),
     the database, the model (exported and checked) and a point runner over them."""
     t_start = time.time() if t_start is None else t_start
-    target = get_target(cfg.target, tracker=cfg.tracker, rpc_key=cfg.rpc_key)
+    target = get_target(cfg.target, tracker=cfg.tracker, rpc_key=cfg.rpc_key, arch=cfg.cuda_arch)
     target.check_available()  # fails fast, before any work, for an unattached device
     check_log_dir(cfg.log_dir)
     from .db import default_url

@@ -78,9 +78,8 @@ def test_search_on_the_gpu_with_metaschedule(tmp_path):
 
     logs = tmp_path / "logs"
     arch = "sm_" + tvm.cuda(0).compute_version.replace(".", "")
-    if arch != "sm_90":
-        pytest.skip(f"the cuda target is built for sm_90; this GPU is {arch}")
-    assert main(["search", "--target", "cuda", "--log-dir", str(logs), "--model",
+    assert main(["search", "--target", "cuda", "--cuda-arch", arch, "--log-dir", str(logs),
+                 "--model",
                  "shufflenetv2_fpn", "--input-size", "64x64", "--prune", "0", "--quant",
                  "fp32,fp16", "--schedules", "default,metaschedule:16", "--no-baselines",
                  "--val-images", "8", "--measure-budget", "0.5"]) == 0
@@ -101,10 +100,10 @@ def test_search_on_a_gpu_over_rpc(tmp_path, local_devices):
 
     from tuner.cli import main
 
-    if tvm.cuda(0).compute_version.replace(".", "") != "90":
-        pytest.skip("the cuda target is built for sm_90")
+    arch = "sm_" + tvm.cuda(0).compute_version.replace(".", "")
     logs = tmp_path / "logs"
-    assert main(["search", "--target", "cuda", "--tracker", local_devices, "--rpc-key", "plain",
+    assert main(["search", "--target", "cuda", "--cuda-arch", arch,
+                 "--tracker", local_devices, "--rpc-key", "plain",
                  "--log-dir", str(logs), "--model", "shufflenetv2_fpn", "--input-size", "64x64",
                  "--prune", "0", "--quant", "fp32", "--schedules", "default,metaschedule:8",
                  "--no-baselines", "--val-images", "8", "--measure-budget", "0.5"]) == 0

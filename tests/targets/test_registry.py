@@ -86,3 +86,13 @@ def test_cuda_over_rpc_checks_the_pool(local_devices):
 
     with pytest.raises(BaselineUnavailable, match="not over RPC"):
         get_baseline("tensorrt-fp16").check_available(no_gpu)
+
+
+def test_cuda_kernels_run_on_the_same_major_architecture_and_newer_minors():
+    from targets.cuda import runs_on
+
+    assert runs_on("sm_90", "sm_90") and runs_on("sm_80", "sm_86")
+    assert not runs_on("sm_86", "sm_80") and not runs_on("sm_90", "sm_89")
+    assert not runs_on("sm_75", "sm_80")  # another major: no
+    assert runs_on("sm_90a", "sm_90") and not runs_on("sm_90a", "sm_91")
+    assert get_target("cuda", arch="sm_86").tvm_target()["arch"] == "sm_86"

@@ -290,3 +290,23 @@ def test_device_server_script_is_written_and_stands_alone(tmp_path, capsys):
     assert res.returncode == 0 and "--tracker" in res.stdout and "--key" in res.stdout
     assert main(["device", "server-script"]) == 0
     assert capsys.readouterr().out == text
+
+
+def test_build_for_another_gpu_architecture(tmp_path, tiny_onnx, capsys):
+    """`--cuda-arch` picks the GPU the kernels are compiled for; a malformed one, or one
+    given to a CPU target, is refused."""
+    import shutil
+
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc not installed")
+    assert main(["build", "--target", "cuda", "--cuda-arch", "sm_86", "--model", tiny_onnx,
+                 "--out", str(tmp_path / "a.so"), "--log-dir", str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["tvm_target"]["arch"] == "sm_86" and out["cuda_images"] == ["sm_86 cubin"]
+    with pytest.raises(SystemExit):
+        main(["build", "--target", "cuda", "--cuda-arch", "86", "--model", tiny_onnx,
+              "--out", str(tmp_path / "b.so")])
+    assert "like sm_86" in capsys.readouterr().err
+    assert main(["build", "--target", "x86-vnni", "--cuda-arch", "sm_86", "--model", tiny_onnx,
+                 "--out", str(tmp_path / "c.so")]) == 2
+    assert "--target cuda only" in capsys.readouterr().err
