@@ -124,6 +124,13 @@ class CUDA(Target):
             raise TargetUnavailable(str(exc)) from None
 
 
+def valid_arch(text: str) -> bool:
+    """Whether ``text`` names a GPU architecture the way TVM's cuda target does (sm_86)."""
+    import re
+
+    return re.fullmatch(r"sm_\d{2,3}[a-z]?", text) is not None
+
+
 def runs_on(built: str, gpu: str) -> bool:
     """Whether a cubin for ``built`` (e.g. ``sm_86``) runs on a ``gpu`` of that arch: same
     major version, a minor version at least as high (``sm_90a`` code only on sm_90)."""

@@ -197,9 +197,9 @@ def _space(args):
 
 
 def _cuda_arch(text: str) -> str:
-    import re
+    from targets.cuda import valid_arch
 
-    if not re.fullmatch(r"sm_\d{2,3}[a-z]?", text):
+    if not valid_arch(text):
         raise argparse.ArgumentTypeError(f"expected an architecture like sm_86 or sm_90, got {text!r}")
     return text
 

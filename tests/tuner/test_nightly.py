@@ -65,6 +65,11 @@ def test_config_errors_name_the_file_and_key(tmp_path, capsys):
     bad.write_text('[[jobs]]\nmodel = "m"\ntarget = "t"\nquant = "fp32"\n')
     with pytest.raises(NightlyConfigError, match="must be a list"):
         load_config(str(bad))
+    bad.write_text('[[jobs]]\nmodel = "m"\ntarget = "x86-vnni"\ncuda_arch = "sm_86"\n')
+    with pytest.raises(NightlyConfigError, match="'cuda_arch' is for target cuda"):
+        load_config(str(bad))
+    bad.write_text('[[jobs]]\nmodel = "m"\ntarget = "cuda"\ncuda_arch = "sm_86"\n')
+    assert load_config(str(bad)).jobs[0].cuda_arch == "sm_86"
     assert main(["nightly", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "no nightly configuration at" in capsys.readouterr().err
     # the shipped example parses

@@ -64,6 +64,7 @@ JOB_KEYS = {
     "threads": "runtime threads",
     "tracker": "RPC tracker HOST:PORT for remote targets",
     "rpc_key": "RPC key of the remote device pool (default: the target's)",
+    "cuda_arch": "GPU architecture for target cuda, e.g. sm_86 (default: sm_90)",
     "constraints": "table: max_latency_ms, min_ap, max_size_mb for the best point",
 }
 CONSTRAINT_KEYS = ("max_latency_ms", "min_ap", "max_size_mb")
@@ -94,6 +95,7 @@ class JobConfig:
     threads: int | None = None
     tracker: str | None = None
     rpc_key: str | None = None
+    cuda_arch: str | None = None
     constraints: tuple[tuple[str, float], ...] = ()
 
     @property
@@ -147,9 +149,15 @@ def _job(raw: dict, defaults: dict, where: str) -> JobConfig:
             raise NightlyConfigError(f"{where}: '{req}' is required ({JOB_KEYS[req]})")
     kw: dict = {"model": data["model"], "target": data["target"]}
     try:
-        for k in ("input_size", "space", "tracker", "rpc_key"):
+        for k in ("input_size", "space", "tracker", "rpc_key", "cuda_arch"):
             if k in data:
                 kw[k] = str(data[k])
+        if "cuda_arch" in kw:
+            from targets.cuda import valid_arch
+
+            if kw["target"] != "cuda" or not valid_arch(kw["cuda_arch"]):
+                raise ValueError(f"'cuda_arch' is for target cuda, like \"sm_86\"; got "
+                                 f"{kw['cuda_arch']!r} for target {kw['target']!r}")
         if "prune" in data:
             kw["prune"] = tuple(float(v) for v in data["prune"])
         for k in ("quant", "schedules"):
