@@ -411,6 +411,11 @@ def compile_module(
                 relax.transform.SplitLayoutRewritePreproc(),
                 relax.transform.LiftTransformParams(),
                 relax.transform.FoldConstant(),
+                # the folded weights come back as a tuple of constants that main would
+                # build and take apart on every call (~250 VM calls per inference of
+                # the int8 default model); bind them directly
+                relax.transform.CanonicalizeBindings(),
+                relax.transform.DeadCodeElimination(),
             ])(mod)
     if target.kind.name == "cuda":
         from .cuda import enable_codegen
