@@ -155,8 +155,11 @@ def compile_mode() -> str:
         return mode.lower()
     if shutil.which("nvcc"):
         return "nvcc"
-    if importlib.util.find_spec("cuda.bindings") is not None:
-        return "nvrtc"
+    try:
+        if importlib.util.find_spec("cuda.bindings") is not None:
+            return "nvrtc"
+    except ModuleNotFoundError:  # no "cuda" package at all
+        pass
     raise TargetUnavailable(
         "compiling for cuda needs a CUDA compiler: the CUDA toolkit's nvcc on PATH, or "
         "`pip install cuda-bindings` (nvrtc)")

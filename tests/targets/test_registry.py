@@ -96,3 +96,23 @@ def test_cuda_kernels_run_on_the_same_major_architecture_and_newer_minors():
     assert not runs_on("sm_75", "sm_80")  # another major: no
     assert runs_on("sm_90a", "sm_90") and not runs_on("sm_90a", "sm_91")
     assert get_target("cuda", arch="sm_86").tvm_target()["arch"] == "sm_86"
+
+
+def test_cuda_without_a_compiler_says_which_to_install(monkeypatch, tmp_path):
+    import importlib.util
+
+    from targets.cuda import compile_mode
+
+    monkeypatch.delenv("TVM_CUDA_COMPILE_MODE", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvcc
+    try:
+        has_nvrtc = importlib.util.find_spec("cuda.bindings") is not None
+    except ModuleNotFoundError:
+        has_nvrtc = False
+    if has_nvrtc:
+        assert compile_mode() == "nvrtc"
+    else:
+        with pytest.raises(TargetUnavailable, match="nvcc on PATH, or `pip install cuda-bindings`"):
+            compile_mode()
+    monkeypatch.setenv("TVM_CUDA_COMPILE_MODE", "NVCC")
+    assert compile_mode() == "nvcc"
