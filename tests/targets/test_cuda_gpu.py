@@ -41,11 +41,11 @@ def test_cuda_library_runs_on_the_gpu_without_a_compiler(tiny_onnx, tmp_path):
     import onnxruntime as ort
     import tvm
 
-    from targets import tvm_builder
+    from targets import get_target, tvm_builder
 
     dev = tvm.cuda(0)
     arch = "sm_" + dev.compute_version.replace(".", "")
-    target = tvm.target.Target({"kind": "cuda", "arch": arch, "host": {"kind": "llvm"}})
+    target = tvm.target.Target(get_target("cuda", arch=arch).tvm_target())
     ex = tvm_builder.compile_module(
         tvm_builder.prepare(tvm_builder.import_onnx(tiny_onnx), target), target)
     lib = tmp_path / "tiny_cuda.so"
