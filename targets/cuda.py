@@ -197,7 +197,8 @@ def load_runtime() -> None:
         ctypes.CDLL(str(lib))
     except OSError as exc:
         if "libcudart" not in str(exc) or not _preload_cudart(str(exc)):
-            raise TargetUnavailable(f"TVM's CUDA runtime does not load: {exc}") from None
+            raise TargetUnavailable(f"TVM's CUDA runtime does not load: {exc}"
+                                    + _CUDART_HINT * ("libcudart" in str(exc))) from None
         try:
             ctypes.CDLL(str(lib))
         except OSError as exc2:
@@ -206,20 +207,29 @@ def load_runtime() -> None:
         raise TargetUnavailable(f"{lib} loaded but registered no CUDA module factory")
 
 
+_CUDART_HINT = ("; install the CUDA runtime it was built against, e.g. "
+                "`pip install 'nvidia-cuda-runtime==13.*'` for libcudart.so.13")
+
+
 def _preload_cudart(error: str) -> bool:
-    """Load the ``libcudart.so.N`` named in ``error`` from the toolkit or the wheel."""
+    """Load the ``libcudart.so.N`` named in ``error`` from a CUDA toolkit (``CUDA_PATH``,
+    ``CUDA_HOME``, beside nvcc, ``/usr/local/cuda*``) or the nvidia-cuda-runtime wheel."""
     import re
 
     m = re.search(r"(libcudart\.so\.\d+)", error)
     if not m:
         return False
     name = m.group(1)
-    dirs = []
+    roots = [Path(os.environ[v]) for v in ("CUDA_PATH", "CUDA_HOME") if os.environ.get(v)]
     nvcc = shutil.which("nvcc")
-    if nvcc:
-        root = Path(nvcc).resolve().parent.parent
-        dirs += [root / "lib64", root / "lib", root / "targets" / "x86_64-linux" / "lib"]
-    spec = importlib.util.find_spec("nvidia")
+    if nvcc:  # may be a wrapper script elsewhere: the usual install places follow
+        roots.append(Path(nvcc).resolve().parent.parent)
+    roots += [Path("/usr/local/cuda")] + sorted(Path("/usr/local").glob("cuda-*"), reverse=True)
+    dirs = [r / sub for r in roots for sub in ("lib64", "lib", "targets/x86_64-linux/lib")]
+    try:
+        spec = importlib.util.find_spec("nvidia")
+    except ModuleNotFoundError:
+        spec = None
     for base in (spec.submodule_search_locations or []) if spec else []:
         dirs += sorted(Path(base).glob("cu*/lib")) + sorted(Path(base).glob("cuda_runtime/lib"))
     for d in dirs:

@@ -116,3 +116,17 @@ def test_cuda_without_a_compiler_says_which_to_install(monkeypatch, tmp_path):
             compile_mode()
     monkeypatch.setenv("TVM_CUDA_COMPILE_MODE", "NVCC")
     assert compile_mode() == "nvcc"
+
+
+def test_missing_cuda_runtime_is_found_beside_nvcc():
+    """TVM's CUDA runtime links libcudart.so.13: when the loader cannot find it, it is
+    taken from the toolkit that holds nvcc (or the nvidia-cuda-runtime wheel)."""
+    import shutil
+
+    from targets.cuda import _preload_cudart
+
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc not installed")
+    assert _preload_cudart("libcudart.so.13: cannot open shared object file: No such file")
+    assert not _preload_cudart("libcudart.so.99: cannot open shared object file")
+    assert not _preload_cudart("libfoo.so: cannot open shared object file")
