@@ -127,9 +127,9 @@ def _size_mb(path: str) -> float:
 
 
 def _use_kit_runtime(kit: str, cuda: bool) -> dict:
-    """Put the kit's TVM runtime and the tvm-ffi wheel of this Python on sys.path, and
-    load the kit's libcudart when the system has none. Returns what was used."""
-    import ctypes
+    """Put the kit's TVM runtime and the tvm-ffi wheel of this Python on sys.path, with
+    the kit's nvidia-cuda-runtime package beside them: where the system has no libcudart,
+    :func:`targets.cuda.load_runtime` finds it there. Returns what was used."""
     import tempfile
     import zipfile
 
@@ -160,24 +160,16 @@ def _use_kit_runtime(kit: str, cuda: bool) -> dict:
     with tarfile.open(os.path.join(kit, "tvm-runtime.tar.xz")) as tar:
         tar.extractall(site)
     sys.path.insert(0, site)
-    if not cuda:
-        return used
-    try:
-        ctypes.CDLL("libcudart.so.13", mode=ctypes.RTLD_GLOBAL)
-        used["libcudart"] = "system"
-    except OSError:
-        whl = sorted(glob.glob(os.path.join(kit, "wheels", "nvidia_cuda_runtime-*.whl")))
-        lib_dir = tempfile.mkdtemp(prefix="cudart-")
-        with zipfile.ZipFile(whl[0]) as z:
-            member = next(n for n in z.namelist() if n.endswith("libcudart.so.13"))
-            path = z.extract(member, lib_dir)
-        ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-        used["libcudart"] = os.path.basename(whl[0])
+    whl = sorted(glob.glob(os.path.join(kit, "wheels", "nvidia_cuda_runtime-*.whl")))
+    if cuda and whl:
+        zipfile.ZipFile(whl[0]).extractall(site)
+        used["cuda_runtime_wheel"] = os.path.basename(whl[0])
     return used
 
 
-def _torch_peer(manifest: dict, x, quant: str):
-    """Median ms of the zoo model in PyTorch (eager) on the same GPU, or the reason not."""
+def _torch_peer(manifest: dict, x, dtype: str):
+    """Median ms of the zoo model in PyTorch (eager, ``dtype``) on the same GPU, or the
+    reason not."""
     try:
         import torch
     except ImportError as exc:
@@ -190,9 +182,8 @@ def _torch_peer(manifest: dict, x, quant: str):
         model = build_model(manifest["model"], tuple(manifest["input_shape"][2:]))
     except Exception as exc:  # noqa: BLE001 - the peer is optional
         return None, f"zoo model: {exc}"
-    dtype = torch.float16 if quant == "fp16" else torch.float32
-    model = model.eval().cuda().to(dtype)
-    inp = torch.from_numpy(x).cuda().to(dtype)
+    model = model.eval().cuda().to(getattr(torch, dtype))
+    inp = torch.from_numpy(x).cuda().to(getattr(torch, dtype))
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     times = []
     with torch.inference_mode():
@@ -231,6 +222,7 @@ def run(args) -> int:
             report["gpu"].update(name=dev.device_name, compute_version=dev.compute_version)
     inputs = np.load(os.path.join(kit, "inputs.npz"))
     results = []
+    peers: dict[str, tuple] = {}  # torch dtype -> (median ms or None, reason)
     for art in manifest["artifacts"]:
         row = {"file": art["file"], "quant": art["quant"]}
         try:
@@ -250,9 +242,12 @@ def run(args) -> int:
             lat = vm.latency(inputs["s3"], budget_s=args.budget)
             row.update(median_ms=lat.median_ms, p90_ms=lat.p90_ms, runs=lat.runs)
             if device == "cuda":
-                peer, why = _torch_peer(manifest, inputs["s3"], art["quant"])
+                dtype = "float16" if art["quant"] == "fp16" else "float32"
+                if dtype not in peers:
+                    peers[dtype] = _torch_peer(manifest, inputs["s3"], dtype)
+                peer, why = peers[dtype]
                 row["torch_eager_ms"] = peer if peer is not None else why
-                row["torch_dtype"] = "float16" if art["quant"] == "fp16" else "float32"
+                row["torch_dtype"] = dtype
                 if peer:
                     row["tvm_over_torch"] = round(lat.median_ms / peer, 3)
         except Exception as exc:  # noqa: BLE001 - report every artifact

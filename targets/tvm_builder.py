@@ -112,11 +112,7 @@ class InProcessBuilder(PyBuilder):
         for item in build_inputs:
             try:
                 mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(item.mod)
-                if item.target.kind.name == "cuda":
-                    with item.target:  # kernels are compiled for the target's arch
-                        rt_mod = tvm.compile(mod, target=item.target)
-                else:
-                    rt_mod = tvm.compile(mod, target=item.target)
+                rt_mod = _compile(mod, item.target)
                 # one folder per artifact: RemoveBuildArtifact deletes the artifact's folder
                 folder = tempfile.mkdtemp(dir=self.dir)
                 if self.cross_cc:
@@ -422,7 +418,14 @@ def compile_module(
 
         enable_codegen()
         mod = gpu_default_schedules(mod, target)
-        with target:  # kernels are compiled for the target's arch
+    return _compile(mod, target)
+
+
+def _compile(mod: tvm.IRModule, target: tvm.target.Target):
+    """``tvm.compile``; for CUDA inside the target's scope, which is where TVM's kernel
+    compiler reads the arch to compile for."""
+    if target.kind.name == "cuda":
+        with target:
             return tvm.compile(mod, target=target)
     return tvm.compile(mod, target=target)
 
