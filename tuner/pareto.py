@@ -29,15 +29,20 @@ def dominates(a: CandidateRecord, b: CandidateRecord, objectives) -> bool:
     return better
 
 
-def pareto_front(records: Sequence[CandidateRecord]) -> list[CandidateRecord]:
-    """Successful, non-dominated records, fastest first.
+def measured(records: Sequence[CandidateRecord]) -> list[CandidateRecord]:
+    """The successful records with a latency, emulated ones only where no real one exists.
 
-    Latencies measured under emulation never compete with real ones: when both exist,
-    the front is over the real ones.
+    Latencies measured under emulation never compete with real ones.
     """
     ok = [r for r in records if r.ok and r.latency_median_ms is not None]
     if any(not r.emulated for r in ok):
         ok = [r for r in ok if not r.emulated]
+    return ok
+
+
+def pareto_front(records: Sequence[CandidateRecord]) -> list[CandidateRecord]:
+    """Successful, non-dominated records of :func:`measured`, fastest first."""
+    ok = measured(records)
     objectives = active_objectives(ok)
     # a record lacking a measured objective (AP of a latency-only run) cannot be compared
     # on it: the front is over the records that have them all
@@ -55,10 +60,11 @@ def best_under(records: Sequence[CandidateRecord], max_latency_ms: float | None 
     """The best successful record within the constraints.
 
     With a latency cap, the most accurate (then fastest) record under it; otherwise the
-    fastest record meeting the accuracy/size floors. Raises :class:`NoCandidate` with the
-    reason when nothing qualifies.
+    fastest record meeting the accuracy/size floors. Like the front, it picks among real
+    devices' records when there are any (:func:`measured`). Raises :class:`NoCandidate`
+    with the reason when nothing qualifies.
     """
-    ok = [r for r in records if r.ok and r.latency_median_ms is not None]
+    ok = measured(records)
     if not ok:
         raise NoCandidate("no successful candidate in the database for this query; run `tuner search` first")
     if min_ap is not None and all(r.ap is None for r in ok):

@@ -17,6 +17,9 @@ def table(records: Sequence[CandidateRecord], front: Sequence[CandidateRecord] =
     front_ids = {r.id for r in front}
     headers = ["id", "model", "backend", "prune", "quant", "schedule", "status", "median ms",
                "p90 ms", "AP", "PCK", "size MB", "rel err", "front"]
+    emulated = any(r.emulated for r in records)
+    if emulated:  # their latencies say nothing about a real device's: say which they are
+        headers.append("device")
     rows = []
     for r in records:
         rows.append([
@@ -25,7 +28,7 @@ def table(records: Sequence[CandidateRecord], front: Sequence[CandidateRecord] =
             _fmt(r.latency_median_ms, ".2f"), _fmt(r.latency_p90_ms, ".2f"), _fmt(r.ap, ".3f"), _fmt(r.pck, ".3f"),
             _fmt(r.model_size_bytes / 1e6 if r.model_size_bytes else None, ".2f"),
             _fmt(r.rel_err, ".1e"), "*" if r.id in front_ids else "",
-        ])
+        ] + (["emulated" if r.emulated else "real"] if emulated else []))
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
               for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)),

@@ -92,6 +92,18 @@ def test_pareto_front_without_ap_uses_latency_and_size():
 def test_emulated_latencies_never_mix_with_real_ones():
     rs = [rec(id=1, latency_median_ms=10), rec(id=2, latency_median_ms=1, emulated=True)]
     assert [r.id for r in pareto_front(rs)] == [1]
+    assert best_under(rs).id == 1 and best_under(rs, max_latency_ms=20).id == 1
+    with pytest.raises(NoCandidate, match="fastest has 10.00 ms"):
+        best_under(rs, max_latency_ms=5)
+    assert best_under(rs[1:]).id == 2  # emulated rows only: they are what there is
+
+
+def test_table_says_which_rows_are_emulated():
+    from tuner.report import table
+    assert "device" not in table([rec(id=1)]).splitlines()[0]
+    lines = table([rec(id=1), rec(id=2, emulated=True)]).splitlines()
+    assert lines[0].split()[-1] == "device"
+    assert lines[2].split()[-1] == "real" and lines[3].split()[-1] == "emulated"
 
 
 def test_best_under_constraints():
