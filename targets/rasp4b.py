@@ -7,14 +7,16 @@ from dataclasses import dataclass
 
 from .base import Target, TargetUnavailable
 
-ATTACH_HELP = (
-    "attach a Raspberry Pi: run `python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190` "
-    "on this machine, copy `tuner device server-script --out pose_tuner_device_server.py` to "
-    "the Pi and run `python3 pose_tuner_device_server.py --tracker HOST:9190 --key rasp4b` "
-    "there (TVM's plain `python -m tvm.exec.rpc_server` works too, without ONNX Runtime "
-    "baselines on the Pi), then pass `--tracker HOST:9190` (or set TVM_TRACKER_HOST and "
-    "TVM_TRACKER_PORT)"
-)
+def attach_help(key: str = "rasp4b") -> str:
+    """How to attach a Pi under ``key`` (the steps of the README)."""
+    return (
+        "attach a Raspberry Pi: run `python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190` "
+        "on this machine, copy `tuner device server-script --out pose_tuner_device_server.py` "
+        f"to the Pi and run `python3 pose_tuner_device_server.py --tracker HOST:9190 --key {key}` "
+        "there (TVM's plain `python -m tvm.exec.rpc_server` works too, without ONNX Runtime "
+        "baselines on the Pi), then pass `--tracker HOST:9190` (or set TVM_TRACKER_HOST and "
+        "TVM_TRACKER_PORT)" + ("" if key == "rasp4b" else f" and `--rpc-key {key}`")
+    )
 
 
 def tracker_from_env() -> str | None:
@@ -49,7 +51,7 @@ class Rasp4B(Target):
 
         tracker = self.tracker or tracker_from_env()
         if not tracker:
-            raise TargetUnavailable(f"no Raspberry Pi is attached for target rasp4b; {ATTACH_HELP}")
+            raise TargetUnavailable(f"no Raspberry Pi is attached for target rasp4b; {attach_help(self.rpc_key)}")
         return RPCSpec.parse(tracker, self.rpc_key)
 
     def _devices(self) -> list[str]:
@@ -59,11 +61,13 @@ class Rasp4B(Target):
         try:
             found = servers(tracker_summary(spec), self.rpc_key)
         except RPCError as exc:
-            raise TargetUnavailable(f"{exc}; {ATTACH_HELP}") from None
+            raise TargetUnavailable(f"{exc}; {attach_help(self.rpc_key)}") from None
         if not found:
             raise TargetUnavailable(
                 f"the RPC tracker at {spec.tracker} has no device under key {self.rpc_key!r}; "
-                f"{ATTACH_HELP} (or `tuner device emulate rasp4b` for an emulated Pi)")
+                f"{attach_help(self.rpc_key)} (or `tuner device emulate rasp4b"
+                + ("" if self.rpc_key == "rasp4b" else f" --key {self.rpc_key}")
+                + "` for an emulated Pi)")
         return found
 
     def is_emulated(self) -> bool:

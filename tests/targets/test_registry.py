@@ -66,6 +66,13 @@ def test_cuda_without_a_driver_is_unavailable():
     assert set(TARGETS) == {"x86-vnni", "rasp4b", "cuda"}
 
 
+def test_rasp4b_key_without_devices_says_how_to_attach_one_under_it(local_devices):
+    with pytest.raises(TargetUnavailable, match="no device under key 'nobody'") as e:
+        get_target("rasp4b", tracker=local_devices, rpc_key="nobody").check_available()
+    assert "--key nobody` there" in str(e.value) and "`--rpc-key nobody`" in str(e.value)
+    assert "tuner device emulate rasp4b --key nobody" in str(e.value)
+
+
 def test_cuda_over_rpc_checks_the_pool(local_devices):
     """`--target cuda --tracker ...`: a key with no device, and a device without a GPU
     (this machine's TVM RPC server), each fail before any work with their own message;
