@@ -498,7 +498,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tuner: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tuner: interrupted; finished candidates are in the database", file=sys.stderr)
+        print("tuner: interrupted" + ("; finished candidates are in the database"
+                                      if args.command in ("search", "nightly") else ""),
+              file=sys.stderr)
         return 130
 
 
