@@ -1,4 +1,7 @@
-"""Run one candidate in a child process with a timeout; crashes become failed results."""
+"""Run one candidate in a child process with a timeout; crashes become failed results.
+
+A remote one (its spec has ``"rpc"``) whose device went away mid-run is run once more, on
+a free device of the pool (:func:`run_on_device`)."""
 
 from __future__ import annotations
 
@@ -79,3 +82,29 @@ def run_in_child(spec: dict, timeout_s: float, log_path: str,
                 return json.load(f)
         except (OSError, ValueError):
             return {"status": "failed", "error": f"candidate process wrote no result; log: {log_path}"}
+
+
+def device_lost(result: dict) -> bool:
+    """A remote run failed because its device or session went away (worth one retry on
+    another device of the pool), not because of what it ran."""
+    err = (result.get("error") or "").lower()
+    # "code=kShutdown" (an RPCCode where a kReturn was due) is how TVM's client sees a
+    # session whose device process went away mid-call
+    return result.get("status") != "ok" and any(
+        w in err for w in ("rpcerror", "rpc session", "rpccode", "connection", "socket",
+                           "session timeout", "broken pipe", "tracker"))
+
+
+def run_on_device(spec: dict, timeout_s: float, log_path: str,
+                  on_progress: Callable[[str], None] = lambda _m: None,
+                  threads: int | None = None,
+                  on_retry: Callable[[str], None] = lambda _m: None,
+                  module: str = "tuner.worker") -> dict:
+    """:func:`run_in_child`, and for a remote spec whose device dropped mid-run
+    (:func:`device_lost`) once more, after telling ``on_retry`` why. Only that run fails
+    if the second try fails too; the caller goes on with the next."""
+    result = run_in_child(spec, timeout_s, log_path, on_progress, threads, module)
+    if "rpc" in spec and device_lost(result):
+        on_retry(f"the device dropped ({result.get('error')}); retrying once")
+        result = run_in_child(spec, timeout_s, log_path, on_progress, threads, module)
+    return result

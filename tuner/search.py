@@ -22,7 +22,7 @@ from targets import get_target
 
 from . import build_version
 from .db import ParetoDB
-from .executor import run_in_child
+from .executor import run_in_child, run_on_device
 from .model_source import PreparedModel, prepare_model
 from .pareto import pareto_front
 from .records import ACCURACY_FIELDS, CandidateRecord
@@ -344,18 +344,13 @@ class _PointRunner:
             if point.quant == "int8":
                 spec.update(calib_npy=_calibration_file(cfg, model, self.run_root),
                             calibration=cfg.space.quantization.calibration)
-            rpc = self.rpc
-            if rpc is not None:
-                spec["rpc"] = rpc.as_dict()
-            for attempt in (1, 2):
-                result = run_in_child(
-                    spec, cfg.timeout_s, os.path.join(self.run_root, f"{name}.log"),
-                    on_progress=lambda m, h=head, t=t0: say(f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
-                    threads=self.threads,
-                )
-                if not (rpc is not None and attempt == 1 and _device_lost(result)):
-                    break
-                say(f"{head}: the device dropped ({result.get('error')}); retrying once")
+            if self.rpc is not None:
+                spec["rpc"] = self.rpc.as_dict()
+            result = run_on_device(
+                spec, cfg.timeout_s, os.path.join(self.run_root, f"{name}.log"),
+                on_progress=lambda m, h=head, t=t0: say(f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
+                threads=self.threads, on_retry=lambda m, h=head: say(f"{h}: {m}"),
+            )
         rec = self.db.upsert(_record(key, model, result, t0, variant, self.provenance))
         self.ran += 1
         self.run_times.append(time.time() - t0)
@@ -415,11 +410,11 @@ class _PointRunner:
             if self.rpc is not None:
                 spec["rpc"] = self.rpc.as_dict()
             self.say(f"{head}: start")
-            result = run_in_child(
+            result = run_on_device(
                 spec, cfg.timeout_s, os.path.join(self.run_root, f"{name}.log"),
                 on_progress=lambda m, h=head, t=t0: self.say(
                     f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
-                threads=self.threads,
+                threads=self.threads, on_retry=lambda m, h=head: self.say(f"{h}: {m}"),
             )
             rec = db.upsert(_record(key, model, result, t0, prov=prov))
             records.append(rec)
@@ -448,15 +443,6 @@ class _PointRunner:
             if r.id == new.id:
                 self.done[p] = new
         return new
-
-
-def _device_lost(result: dict) -> bool:
-    """A remote candidate failed because its device or session went away (worth one
-    retry on another device of the pool), not because of the candidate."""
-    err = (result.get("error") or "").lower()
-    return result.get("status") != "ok" and any(
-        w in err for w in ("rpcerror", "rpc session", "connection", "socket", "session timeout",
-                           "broken pipe", "tracker"))
 
 
 def _tag_suffix(tag: str) -> str:

@@ -17,7 +17,7 @@ import pytest
 from targets import TargetUnavailable, get_target
 from targets.emulator import emulator_dir, free_port, is_ready
 from tuner.cli import main
-from tuner.search import _device_lost
+from tuner.executor import device_lost
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +47,12 @@ def test_a_key_without_devices_is_a_clear_error(tracker_only):
 
 
 def test_only_lost_devices_are_retried():
-    assert _device_lost({"status": "failed", "error": "RPCError: no session on a device"})
-    assert _device_lost({"status": "failed", "error": "TVMError: Socket connection closed"})
-    assert not _device_lost({"status": "failed", "error": "numerical mismatch: rel err 0.3"})
-    assert not _device_lost({"status": "ok"})
+    assert device_lost({"status": "failed", "error": "RPCError: no session on a device"})
+    assert device_lost({"status": "failed", "error": "TVMError: Socket connection closed"})
+    assert device_lost({"status": "failed", "error": "InternalError: Check failed: (code == "
+                         "RPCCode::kReturn) is false: code=kShutdown"})
+    assert not device_lost({"status": "failed", "error": "numerical mismatch: rel err 0.3"})
+    assert not device_lost({"status": "ok"})
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +134,76 @@ def test_rasp4b_accuracy_and_onnx_runtime_baselines_on_the_emulated_pi(pi, tmp_p
     assert "| onnxruntime-int8 |" in table and "emulated device" in table
     assert main(["device", "emulate", "rasp4b", "--prepare-only"]) == 0  # cached: instant
     assert capsys.readouterr().out.strip().endswith("root")
+
+
+#: an emulated device whose first timing request ends its session, as a Pi that drops
+#: mid-candidate (the server itself lives on and takes the retry)
+DROPPING_SERVER = """
+import os, sys
+import tvm, tvm_ffi
+from tvm import rpc
+
+MARKER, TRACKER, KEY, PORT = sys.argv[1:5]
+
+
+def init():
+    timer = tvm.get_global_func("runtime.RPCTimeEvaluator")
+
+    def drop_once(*args):
+        if not os.path.exists(MARKER):
+            open(MARKER, "w").close()
+            os._exit(0)
+        return timer(*args)
+
+    tvm_ffi.register_global_func("runtime.RPCTimeEvaluator", drop_once, override=True)
+
+
+host, port = TRACKER.rsplit(":", 1)
+server = rpc.Server("127.0.0.1", int(PORT), int(PORT) + 1, key=KEY,
+                    tracker_addr=(host, int(port)), server_init_callback=init)
+server.proc.join()
+"""
+
+
+def test_a_device_that_drops_mid_candidate_fails_it_once_and_the_retry_measures_it(
+        pi, tiny_onnx, tmp_path, capsys):
+    import signal
+    import uuid
+
+    from targets.emulator import prepare_root
+    from targets.rpc import RPCSpec, servers, tracker_summary
+
+    root = prepare_root(lambda m: None)
+    script, marker = "/opt/pose-tuner/dropping_server.py", f"/tmp/dropped-{uuid.uuid4().hex}"
+    with open(root + script, "w", encoding="utf-8") as f:
+        f.write(DROPPING_SERVER)
+    proc = subprocess.Popen(["chroot", root, "/opt/tvmenv/bin/python", script, marker,
+                             pi.tracker, "dropping", str(free_port())],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while not servers(tracker_summary(RPCSpec.parse(pi.tracker, "dropping")), "dropping"):
+            assert proc.poll() is None and time.time() < deadline, "the device did not start"
+            time.sleep(1)
+        logs = str(tmp_path / "logs")
+        capsys.readouterr()
+        assert main(["search", "--target", "rasp4b", "--tracker", pi.tracker,
+                     "--rpc-key", "dropping", "--model", tiny_onnx, "--prune", "0",
+                     "--quant", "fp32", "--schedules", "default", "--no-baselines",
+                     "--no-accuracy", "--measure-budget", "0.5", "--log-dir", logs]) == 0
+        out = capsys.readouterr().out
+        assert os.path.exists(root + marker)  # the session really went away mid-candidate
+        assert "the device dropped" in out and "retrying once" in out, out
+        con = sqlite3.connect(os.path.join(logs, "pareto.sqlite"))
+        rows = con.execute("select status, latency_median_ms from candidates").fetchall()
+        con.close()
+        assert len(rows) == 1 and rows[0][0] == "ok" and rows[0][1] > 0, rows
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        for path in (root + script, root + marker):
+            if os.path.exists(path):
+                os.remove(path)
 
 
 def test_nightly_job_on_the_emulated_pi_remeasures_on_the_device(pi, tiny_onnx, tmp_path):

@@ -26,7 +26,7 @@ from search_space import SearchPoint, SearchSpaceError, load_space, parse_schedu
 
 from .. import build_version
 from ..db import ParetoDB
-from ..executor import run_in_child
+from ..executor import run_on_device
 from ..worker import run_device
 from ..pareto import pareto_front
 from ..records import CandidateRecord
@@ -285,9 +285,10 @@ class _Night:
                 "device": run_device(runner.tvm_target)}
         if runner.rpc is not None:  # a remote target's point is re-timed on a device of its pool
             spec["rpc"] = runner.rpc.as_dict()
-        result = run_in_child(
+        result = run_on_device(
             spec, runner.cfg.timeout_s, os.path.join(runner.run_root, f"remeasure-{item.key}.log"),
-            on_progress=lambda m: self.say(f"{head}: {m}"), threads=runner.threads)
+            on_progress=lambda m: self.say(f"{head}: {m}"), threads=runner.threads,
+            on_retry=lambda m: self.say(f"{head}: {m}"))
         snap = _snapshot(rec)
         snap.update(outcome="remeasured", status=result.get("status", "failed"),
                     error=result.get("error"),
