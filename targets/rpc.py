@@ -102,7 +102,11 @@ def pool_is_emulated(addresses: list[str]) -> bool:
 
 
 def connect(spec: RPCSpec, timeout_s: float | None = None):
-    """A session on a free device of the pool (waits while all are busy)."""
+    """A session on a free device of the pool (waits while all are busy; fails at once
+    when the pool has no device, where TVM's tracker would wait forever)."""
+    if not servers(tracker_summary(spec), spec.key):
+        raise RPCError(f"no device under key {spec.key!r} at {spec.tracker}: the pool is "
+                       "empty (did its devices go down?)")
     try:
         from tvm import rpc
 

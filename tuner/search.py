@@ -22,7 +22,7 @@ from targets import get_target
 
 from . import build_version
 from .db import ParetoDB
-from .executor import run_in_child, run_on_device
+from .executor import device_lost, run_in_child, run_on_device
 from .model_source import PreparedModel, prepare_model
 from .pareto import pareto_front
 from .records import ACCURACY_FIELDS, CandidateRecord
@@ -100,11 +100,20 @@ def tvm_version() -> str:
         return "unknown"
 
 
+def lost_device(rec: CandidateRecord) -> bool:
+    """The row failed because its device went away (twice), which says nothing about the
+    point: a later search or night measures it again."""
+    return device_lost({"status": rec.status, "error": rec.error}) and rec.status == "failed"
+
+
 def is_stale(rec: CandidateRecord, tvm_ver: str | None = None) -> bool:
-    """Measured by another pose-tuner release, or (TVM points) another TVM: measure again
-    (a commit of the same release is recorded, not re-measured)."""
+    """Measured by another pose-tuner release, or (TVM points) another TVM, or failed for
+    want of a device (:func:`lost_device`): measure again (a commit of the same release is
+    recorded, not re-measured)."""
     from . import __version__
 
+    if lost_device(rec):
+        return True
     tvm_ver = tvm_ver or tvm_version()
     release = (rec.tuner_version or "").split("+")[0]
     return release != __version__ or (
@@ -308,7 +317,9 @@ class _PointRunner:
         key = self.point_key(point)
         tag = key["variant"]
         old = self.db.find(**key)
-        if old is not None and not force and is_stale(old):
+        if old is not None and not force and lost_device(old):
+            say(f"{head}: its device dropped last time: measuring again")
+        elif old is not None and not force and is_stale(old):
             say(f"{head}: stored by pose-tuner {old.tuner_version or '?'} / TVM "
                 f"{old.tvm_version or '?'}: measuring again")
         elif old is not None and not force:

@@ -46,6 +46,32 @@ def test_a_key_without_devices_is_a_clear_error(tracker_only):
         get_target("rasp4b", tracker=tracker_only).check_available()
 
 
+def test_an_empty_pool_fails_at_once_instead_of_waiting_forever(tracker_only):
+    from targets.rpc import RPCError, RPCSpec, connect
+
+    t = time.time()
+    with pytest.raises(RPCError, match="no device under key 'rasp4b'.*the pool is empty"):
+        connect(RPCSpec.parse(tracker_only, "rasp4b"))
+    assert time.time() - t < 30
+
+
+def test_a_point_that_failed_for_want_of_a_device_is_measured_again():
+    from tuner import __version__
+    from tuner.records import CandidateRecord
+    from tuner.search import is_stale, lost_device, tvm_version
+
+    def row(error):
+        return CandidateRecord(model_name="m", model_hash="h", target="rasp4b", backend="tvm",
+                               prune_ratio=0.0, quant="fp32", schedule="default", trials=0,
+                               status="failed", error=error, tuner_version=__version__,
+                               tvm_version=tvm_version())
+
+    lost = row("RPCError: no device under key 'rasp4b' at h:9190: the pool is empty")
+    assert lost_device(lost) and is_stale(lost)
+    wrong = row("numerical mismatch: rel err 0.3")
+    assert not lost_device(wrong) and not is_stale(wrong)
+
+
 def test_only_lost_devices_are_retried():
     assert device_lost({"status": "failed", "error": "RPCError: no session on a device"})
     assert device_lost({"status": "failed", "error": "TVMError: Socket connection closed"})
