@@ -103,7 +103,7 @@ def tvm_version() -> str:
 def lost_device(rec: CandidateRecord) -> bool:
     """The row failed because its device went away (twice), which says nothing about the
     point: a later search or night measures it again."""
-    return device_lost({"status": rec.status, "error": rec.error}) and rec.status == "failed"
+    return rec.status == "failed" and device_lost({"status": rec.status, "error": rec.error})
 
 
 def is_stale(rec: CandidateRecord, tvm_ver: str | None = None) -> bool:
