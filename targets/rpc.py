@@ -101,12 +101,20 @@ def pool_is_emulated(addresses: list[str]) -> bool:
     return bool(addresses) and len(here) == len(addresses)
 
 
-def connect(spec: RPCSpec, timeout_s: float | None = None):
-    """A session on a free device of the pool (waits while all are busy; fails at once
-    when the pool has no device, where TVM's tracker would wait forever)."""
-    if not servers(tracker_summary(spec), spec.key):
+def pool_devices(spec: RPCSpec) -> list[str]:
+    """The devices of the pool, busy or free; :class:`RPCError` when it has none (TVM's
+    tracker would make a request on an empty pool wait forever)."""
+    found = servers(tracker_summary(spec), spec.key)
+    if not found:
         raise RPCError(f"no device under key {spec.key!r} at {spec.tracker}: the pool is "
                        "empty (did its devices go down?)")
+    return found
+
+
+def connect(spec: RPCSpec, timeout_s: float | None = None):
+    """A session on a free device of the pool (waits while all are busy; fails at once
+    when the pool has none: :func:`pool_devices`)."""
+    pool_devices(spec)
     try:
         from tvm import rpc
 

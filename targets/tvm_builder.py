@@ -310,9 +310,9 @@ def _runner(runner_timeout_s: float, rpc_spec=None):
                                           enable_cpu_cache_flush=False)
     if rpc_spec is None:
         return ms.runner.LocalRunner(timeout_sec=runner_timeout_s, evaluator_config=evaluator)
-    from .rpc import servers, tracker_summary
+    from .rpc import pool_devices
 
-    pool = max(1, len(servers(tracker_summary(rpc_spec), rpc_spec.key)))
+    pool = len(pool_devices(rpc_spec))  # each trial would wait out its timeout on none
     return ms.runner.RPCRunner(
         rpc_config=ms.runner.RPCConfig(
             tracker_host=rpc_spec.tracker_host, tracker_port=rpc_spec.tracker_port,
