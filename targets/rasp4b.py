@@ -51,7 +51,8 @@ class Rasp4B(Target):
 
         tracker = self.tracker or tracker_from_env()
         if not tracker:
-            raise TargetUnavailable(f"no Raspberry Pi is attached for target rasp4b; {attach_help(self.rpc_key)}")
+            raise TargetUnavailable("no Raspberry Pi is attached for target rasp4b; "
+                                    + attach_help(self.rpc_key))
         return RPCSpec.parse(tracker, self.rpc_key)
 
     def _devices(self) -> list[str]:
