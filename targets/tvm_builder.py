@@ -318,7 +318,17 @@ def _runner(runner_timeout_s: float, rpc_spec=None):
             tracker_host=rpc_spec.tracker_host, tracker_port=rpc_spec.tracker_port,
             tracker_key=rpc_spec.key, session_priority=1,
             session_timeout_sec=int(max(runner_timeout_s, 60))),
-        evaluator_config=evaluator, max_workers=pool)
+        evaluator_config=evaluator, max_workers=pool, f_create_session=trial_session)
+
+
+def trial_session(rpc_config):
+    """A MetaSchedule trial's session (RPCRunner's ``f_create_session``, run in its worker
+    processes): :func:`targets.rpc.connect`, so that trials fail at once when the pool's
+    devices went down mid-tuning instead of each waiting out its timeout."""
+    from .rpc import RPCSpec, connect
+
+    spec = RPCSpec(rpc_config.tracker_host, rpc_config.tracker_port, rpc_config.tracker_key)
+    return connect(spec, timeout_s=rpc_config.session_timeout_sec)
 
 
 def _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, progress,

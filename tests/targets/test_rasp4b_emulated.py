@@ -49,14 +49,20 @@ def test_a_key_without_devices_is_a_clear_error(tracker_only):
 def test_an_empty_pool_fails_at_once_instead_of_waiting_forever(tracker_only):
     from targets.rpc import RPCError, RPCSpec, connect
 
-    from targets.tvm_builder import _runner
+    from tvm.s_tir.meta_schedule.runner import RPCConfig
+
+    from targets.tvm_builder import _runner, trial_session
 
     spec = RPCSpec.parse(tracker_only, "rasp4b")
     t = time.time()
     with pytest.raises(RPCError, match="no device under key 'rasp4b'.*the pool is empty"):
         connect(spec)
-    with pytest.raises(RPCError, match="the pool is empty"):  # MetaSchedule's trials too
+    # MetaSchedule's tuning, at its start and for each trial's session
+    with pytest.raises(RPCError, match="the pool is empty"):
         _runner(60, spec)
+    with pytest.raises(RPCError, match="the pool is empty"):
+        trial_session(RPCConfig(tracker_host=spec.tracker_host, tracker_port=spec.tracker_port,
+                                tracker_key="rasp4b", session_timeout_sec=60))
     assert time.time() - t < 30
 
 
