@@ -47,10 +47,9 @@ def test_a_key_without_devices_is_a_clear_error(tracker_only):
 
 
 def test_an_empty_pool_fails_at_once_instead_of_waiting_forever(tracker_only):
-    from targets.rpc import RPCError, RPCSpec, connect
-
     from tvm.s_tir.meta_schedule.runner import RPCConfig
 
+    from targets.rpc import RPCError, RPCSpec, connect
     from targets.tvm_builder import _runner, trial_session
 
     spec = RPCSpec.parse(tracker_only, "rasp4b")
