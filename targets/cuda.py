@@ -101,11 +101,9 @@ class CUDA(Target):
         dev = tvm.cuda(0)
         if not dev.exist:
             raise TargetUnavailable("the NVIDIA driver answers but TVM sees no GPU (tvm.cuda(0))")
-        have = "sm_" + dev.compute_version.replace(".", "")
-        if not runs_on(self.arch, have):
-            raise TargetUnavailable(
-                f"this GPU ({dev.device_name}) is {have}; kernels built for {self.arch} do not "
-                f"run on it: pass --cuda-arch {have}")
+        wrong = arch_mismatch(self.arch, dev, f"this GPU ({dev.device_name})")
+        if wrong:
+            raise TargetUnavailable(wrong)
 
     def _check_pool(self) -> None:
         """Tracker reachable, GPUs under the key, and a probe built here runs on one."""
@@ -142,6 +140,15 @@ def runs_on(built: str, gpu: str) -> bool:
     if b[2]:  # arch-specific features
         return b[:2] == g[:2]
     return b[0] == g[0] and g[1] >= b[1]
+
+
+def arch_mismatch(built: str, dev, which: str) -> str | None:
+    """Why kernels built for ``built`` cannot run on GPU ``dev`` (a local or an RPC
+    device, named ``which`` in the message), with the flag to pass; None when they can."""
+    have = "sm_" + dev.compute_version.replace(".", "")
+    if runs_on(built, have):
+        return None
+    return f"{which} is {have}; kernels built for {built} do not run on it: pass --cuda-arch {have}"
 
 
 def compile_mode() -> str:

@@ -201,13 +201,12 @@ def probe(spec: RPCSpec, tvm_target: dict) -> None:
                 f"that TVM can use (no GPU there, or its TVM lacks the CUDA runtime: "
                 f"`python -c 'import tvm; print(tvm.cuda(0).exist)'` on it should print True)")
         if spec.device == "cuda":
-            from .cuda import runs_on
+            from .cuda import arch_mismatch
 
-            have = "sm_" + dev.compute_version.replace(".", "")
-            if not runs_on(tvm_target["arch"], have):
-                raise RPCError(
-                    f"the GPU of key {spec.key!r} at {spec.tracker} is {have}; kernels built for "
-                    f"{tvm_target['arch']} do not run on it: pass --cuda-arch {have}")
+            wrong = arch_mismatch(tvm_target["arch"], dev,
+                                  f"the GPU of key {spec.key!r} at {spec.tracker}")
+            if wrong:
+                raise RPCError(wrong)
         try:
             sess.upload(path)
             vm = relax.VirtualMachine(sess.load_module("probe.so"), dev)

@@ -102,6 +102,14 @@ def test_cuda_kernels_run_on_the_same_major_architecture_and_newer_minors():
     assert not runs_on("sm_86", "sm_80") and not runs_on("sm_90", "sm_89")
     assert not runs_on("sm_75", "sm_80")  # another major: no
     assert runs_on("sm_90a", "sm_90") and not runs_on("sm_90a", "sm_91")
+    # the message of a local GPU and of an RPC one, from the device's compute version
+    from types import SimpleNamespace
+
+    from targets.cuda import arch_mismatch
+
+    assert arch_mismatch("sm_80", SimpleNamespace(compute_version="8.6"), "this GPU") is None
+    assert arch_mismatch("sm_90", SimpleNamespace(compute_version="8.6"), "this GPU (A10)") == (
+        "this GPU (A10) is sm_86; kernels built for sm_90 do not run on it: pass --cuda-arch sm_86")
     assert get_target("cuda", arch="sm_86").tvm_target()["arch"] == "sm_86"
 
 
