@@ -204,6 +204,12 @@ def _cuda_arch(text: str) -> str:
     return text
 
 
+def _cuda_arch_for(target: str, arch: str | None) -> None:
+    """``--cuda-arch`` only goes with ``--target cuda``."""
+    if arch and target != "cuda":
+        raise UserError("--cuda-arch applies to --target cuda only")
+
+
 def _objectives(text: str) -> tuple[str, ...]:
     objs = tuple(o.strip() for o in text.split(",") if o.strip())
     if set(objs) - {"ap", "latency", "size"} or "latency" not in objs:
@@ -267,8 +273,7 @@ def cmd_search(args) -> int:
         strategy=args.strategy, n_trials=args.n_trials, seed=args.seed,
         objectives=_objectives(args.objectives),
     )
-    if args.cuda_arch and args.target != "cuda":
-        raise UserError("--cuda-arch applies to --target cuda only")
+    _cuda_arch_for(args.target, args.cuda_arch)
     if args.n_trials is not None and args.n_trials <= 0:
         raise UserError(f"--n-trials must be > 0, got {args.n_trials}")
     if args.time_budget is not None and args.time_budget <= 0:
@@ -396,8 +401,7 @@ def cmd_build(args) -> int:
     from .executor import run_in_child
     from .model_source import parse_input_size, prepare_model
 
-    if args.cuda_arch and args.target != "cuda":
-        raise UserError("--cuda-arch applies to --target cuda only")
+    _cuda_arch_for(args.target, args.cuda_arch)
     target = get_target(args.target, arch=args.cuda_arch)
     if not args.out.endswith(".so"):
         raise UserError(f"--out must name a .so file, got {args.out!r}")
