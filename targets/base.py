@@ -6,7 +6,12 @@ A target names one kind of hardware. It knows
 * whether it can be used from this machine right now (``check_available()``), raising
   :class:`TargetUnavailable` with a message that says how to fix it;
 * how many threads a measurement uses;
-* which baselines (other inference stacks) its users would compare against.
+* which baselines (other inference stacks) its users would compare against;
+* which quantization modes it runs (``quant_modes``) and, for int8, which integer dot
+  product kernel its builds use (``int8_kernel``, a name in :mod:`targets.int8_kernels`)
+  and how many bits its weights may use (``int8_weight_bits``: 7 where the kernel's
+  16-bit intermediate sums would saturate with full 8-bit weights). A point it cannot
+  run is refused before any work (:meth:`Target.refusal`).
 
 Targets hold no state about a search and never touch the database; the search loop
 (``tuner``) asks them questions and hands their answers to builders and runners.
@@ -37,6 +42,20 @@ class Target:
     remote: bool = False
     #: names in :data:`targets.baselines.BASELINES` measured beside TVM on this target
     baselines: tuple[str, ...] = ()
+    #: quantization modes this target builds and runs
+    quant_modes: tuple[str, ...] = ("fp32", "fp16", "int8")
+    #: the int8 dot-product kernel (:data:`targets.int8_kernels.KERNELS`); None: TVM's own
+    #: schedule rules for the target, no tensor intrinsic of ours
+    int8_kernel: str | None = None
+    #: bits of the int8 weights (ONNX Runtime's ``reduce_range`` when 7)
+    int8_weight_bits: int = 8
+
+    def refusal(self, quant: str) -> str | None:
+        """Why this target cannot run a point in ``quant`` mode, or None if it can."""
+        if quant not in self.quant_modes:
+            return (f"target {self.name} does not run {quant} (it runs "
+                    f"{', '.join(self.quant_modes)})")
+        return None
 
     def tvm_target(self) -> dict:
         """The TVM target as a JSON dict (TVM 0.27 rejects "llvm -mcpu=..." strings)."""
@@ -80,5 +99,8 @@ class Target:
             "description": self.description,
             "remote": self.remote,
             "baselines": list(self.baselines),
+            "quant_modes": list(self.quant_modes),
+            "int8_kernel": self.int8_kernel,
+            "int8_weight_bits": self.int8_weight_bits,
             "tvm_target": self.tvm_target(),
         }

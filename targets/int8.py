@@ -10,7 +10,7 @@ conv) as ``dequantize -> float conv2d -> quantize``: the convs still run in floa
   ``dequantize(x_q) -> conv2d(., dequantize(w_q)) [+ bias] [-> relu / clip] -> quantize``
   into an integer u8 x s8 conv with int32 accumulation in TOPI's packed int8 layout
   (data ``[1, C/16, H, W, 16]`` u8, weight ``[O/16, C/16, KH, KW, 4, 16, 4]`` s8, the
-  layout VNNI tensorization needs), the input zero point, the bias and the activation
+  layout the x86 int8 kernels of :mod:`targets.int8_kernels` tensorize), the input zero point, the bias and the activation
   folded in, then a float32 requantization (multiply by ``s_x s_w / s_y``, round to
   nearest even, add the output zero point, clip, cast). Consecutive integer convs pass
   their activations packed. ``conv2d_transpose`` (stride s) becomes s*s exact integer
@@ -23,9 +23,10 @@ conv) as ``dequantize -> float conv2d -> quantize``: the convs still run in floa
   grouped convs, ``Clip`` between conv and ``QuantizeLinear`` (the ONNX frontend lowers
   it to opaque TIR; ONNX Runtime's quantizer removes Relu / Clip there anyway) and
   everything else stay in float (``dequantize -> float op -> quantize``), unchanged;
-* :func:`register_vnni_fix` – re-registers TVM's ``dot_16x4_vnni`` tensor intrinsic
-  with an implementation that builds under LLVM 22 (whose ``vpdpbusd`` takes
-  ``<64 x i8>`` operands); without it every VNNI candidate fails to build.
+* :func:`exact_reference` – the QDQ model with its s8 weights stored as u8 (zero point
+  +128, the same real values), which ONNX Runtime computes exactly on every ISA: its U8S8
+  kernels on AVX2 / AVX-512 without VNNI use ``vpmaddubsw``, which saturates (outputs 10
+  quantization steps off on a small test net), while its U8U8 kernels widen to int16.
 
 Numerics follow ONNX Runtime's own integer kernels (``QLinearConv``): exact int32
 accumulation with the int32 bias, then ``nearbyint(acc * float32(s_x * s_w / s_y)) + zp``.
@@ -38,12 +39,6 @@ import numpy as np
 #: calibration method names accepted by :func:`quantize_qdq`
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
-#: LLVM CPU for int8 builds on x86: has AVX-512 VNNI. Not ``znver4``/``znver5``: with
-#: those, LLVM 22 miscompiled a tuned conv epilogue (int32 -> float32 requantization over a
-#: fused 64-wide loop gave wrong values for every other x position; the same TIR built
-#: for cascadelake / skylake-avx512 is exact), so tuned Zen builds were wrong at random.
-SAFE_VNNI_MCPU = "cascadelake"
-
 #: channel block of the packed int8 layout (VNNI: 16 int32 lanes x 4 int8 per lane)
 OC_BLOCK = 16
 N_ELEMS = 4
@@ -54,12 +49,15 @@ N_ELEMS = 4
 # --------------------------------------------------------------------------------------
 
 
-def quantize_qdq(onnx_path: str, calib: np.ndarray, out_path: str, method: str = "minmax") -> str:
+def quantize_qdq(onnx_path: str, calib: np.ndarray, out_path: str, method: str = "minmax",
+                 weight_bits: int = 8) -> str:
     """Static INT8 QDQ model of ``onnx_path`` calibrated on ``calib`` (N, C, H, W float32).
 
     u8 activations (per tensor), s8 symmetric per-channel weights: the u8 x s8 products
-    VNNI computes. ``method`` is ``"minmax"``, ``"percentile"`` or ``"entropy"`` (ONNX
-    Runtime's ``CalibrationMethod``). Returns ``out_path``.
+    the x86 int8 kernels compute. ``method`` is ``"minmax"``, ``"percentile"`` or
+    ``"entropy"`` (ONNX Runtime's ``CalibrationMethod``). ``weight_bits=7`` quantizes the
+    weights to [-64, 64] (ONNX Runtime's ``reduce_range``), for the kernels whose 16-bit
+    pair sums would saturate with 8 (``Target.int8_weight_bits``). Returns ``out_path``.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static,
@@ -77,6 +75,8 @@ def quantize_qdq(onnx_path: str, calib: np.ndarray, out_path: str, method: str =
             f"{', '.join(CALIBRATION_METHODS)}"
         )
     calib = np.asarray(calib)
+    if weight_bits not in (7, 8):
+        raise ValueError(f"weight_bits must be 7 or 8, got {weight_bits}")
     if calib.ndim != 4 or len(calib) == 0:
         raise ValueError(f"calibration data must be (N, C, H, W) with N >= 1, got {calib.shape}")
     name = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).get_inputs()[0].name
@@ -92,66 +92,47 @@ def quantize_qdq(onnx_path: str, calib: np.ndarray, out_path: str, method: str =
     quantize_static(
         onnx_path, out_path, Reader(), quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-        calibrate_method=methods[method],
+        calibrate_method=methods[method], reduce_range=weight_bits == 7,
     )
     return out_path
 
 
-# --------------------------------------------------------------------------------------
-# VNNI tensor intrinsic that builds under LLVM 22
-# --------------------------------------------------------------------------------------
+def exact_reference(qdq_path: str, out_path: str | None = None) -> str:
+    """A copy of the QDQ model that ONNX Runtime computes exactly on every x86 ISA.
 
-_VNNI_FIXED = False
-
-
-def register_vnni_fix() -> str:
-    """Re-register ``dot_16x4_vnni`` with an implementation LLVM 22 accepts; idempotent.
-
-    TVM 0.27's implementation passes ``<16 x i32>`` operands to
-    ``llvm.x86.avx512.vpdpbusd.512``, which LLVM 22 declares with ``<64 x i8>`` ones, so
-    every tensorized candidate failed to build ("Call parameter type does not match
-    function signature"). Here A (4 u8, broadcast to all 16 lanes) is reinterpreted as
-    ``uint8x64`` and B loaded as ``int8x64``. Registering needs no VNNI hardware: on a
-    target without ``avx512vnni`` MetaSchedule simply never picks the intrinsic.
-    Returns the intrinsic's name.
-
-    Imports ``tvm.s_tir.tensor_intrin`` first (~40 s on a busy 2-core machine, but every
-    MetaSchedule ``TuneContext`` imports it anyway): the stock registration must run
-    before this override, or importing it later would fail on the duplicate name.
+    The weights' ``DequantizeLinear`` inputs (s8 constants, zero point z) become u8
+    constants w + 128 with zero point z + 128: the same real values, so the same model.
+    ONNX Runtime then runs its U8U8 integer kernels, which widen to int16 and never
+    saturate; its U8S8 kernels use ``vpmaddubsw`` on CPUs without VNNI, whose int16 pair
+    sums saturate with 8-bit weights (its documentation says so). Written beside
+    ``qdq_path`` (``.exact.onnx``) unless ``out_path`` is given; reused when up to date.
     """
-    global _VNNI_FIXED
-    from tvm.s_tir import TensorIntrin
-    from tvm.s_tir.tensor_intrin import x86
-    from tvm.script import tirx as T
+    import os
 
-    name = x86.VNNI_DOT_16x4_INTRIN
-    if _VNNI_FIXED:
-        return name
+    import onnx
+    from onnx import numpy_helper
 
-    @T.prim_func(s_tir=True)
-    def vnni_impl(
-        A: T.Buffer((4,), "uint8", offset_factor=1),
-        B: T.Buffer((16, 4), "int8", offset_factor=1),
-        C: T.Buffer((16,), "int32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-            T.writes(C[0:16])
-            # one expression (named temporaries would become local buffers)
-            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                C.vload([0], dtype="int32x16"),
-                T.reinterpret(
-                    T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 16),
-                    dtype="uint8x64",
-                ),
-                B.vload([0, 0], dtype="int8x64"),
-                dtype="int32x16",
-            )
-
-    TensorIntrin.register(name, x86.dot_product_16x4_u8i8i32_desc, vnni_impl, override=True)
-    _VNNI_FIXED = True
-    return name
+    out_path = out_path or qdq_path[:-5] + ".exact.onnx"
+    if os.path.exists(out_path) and os.path.getmtime(out_path) >= os.path.getmtime(qdq_path):
+        return out_path
+    model = onnx.load(qdq_path)
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits or len(node.input) < 3:
+            continue
+        w = numpy_helper.to_array(inits[node.input[0]])
+        zp_init = inits.get(node.input[2])
+        if w.dtype != np.int8 or zp_init is None:
+            continue
+        zp = numpy_helper.to_array(zp_init)
+        inits[node.input[0]].CopyFrom(numpy_helper.from_array(
+            (w.astype(np.int16) + 128).astype(np.uint8), node.input[0]))
+        zp_init.CopyFrom(numpy_helper.from_array(
+            (zp.astype(np.int16) + 128).astype(np.uint8), node.input[2]))
+    tmp = f"{out_path}.tmp-{os.getpid()}"
+    onnx.save(model, tmp)
+    os.replace(tmp, out_path)
+    return out_path
 
 
 # --------------------------------------------------------------------------------------
@@ -815,97 +796,3 @@ def integer_reductions(mod) -> list[tuple[str, str]]:
             if reduces and writes == {"int32"} and reads & {"int8", "uint8"}:
                 found.append((gv.name_hint, block.name_hint))
     return found
-
-
-def vpdpbusd_count(executable) -> dict[str, int]:
-    """Per function, the ``vpdpbusd`` (VNNI) instructions in a built module's assembly.
-
-    ``executable`` is what :func:`targets.tvm_builder.compile_module` returns (or any
-    runtime module with an LLVM module imported). Empty when nothing used VNNI.
-    """
-    import re
-
-    mod = getattr(executable, "mod", executable)
-    mods = [mod] + list(getattr(mod, "imports", []))
-    counts: dict[str, int] = {}
-    for m in mods:
-        try:
-            asm = m.inspect_source("asm")
-        except Exception:  # noqa: BLE001 - not an LLVM module
-            continue
-        current = None
-        for line in asm.splitlines():
-            label = re.match(r"^([A-Za-z_][\w.$]*):", line)
-            if label:
-                current = label.group(1)
-            elif "vpdpbusd" in line:
-                counts[current] = counts.get(current, 0) + 1
-    return counts
-
-
-def bench_conv1x1(trials: int = 32, work_dir: str | None = None, channels: int = 128,
-                  height: int = 64, width: int = 48, report=print) -> dict[str, float]:
-    """Median ms of one 1x1 conv (``channels`` -> ``channels`` at height x width), int8
-    (packed, requantized) vs fp32 (+ReLU), each tuned with ``trials`` MetaSchedule
-    trials on this host's CPU (1 core, ``mcpu`` :data:`SAFE_VNNI_MCPU`), plus the int8 build's ``vpdpbusd`` count.
-
-    ``python -m targets.int8 [trials]`` runs it.
-    """
-    import os
-    import tempfile
-
-    import tvm
-    from tvm import relax
-
-    from . import tvm_builder
-
-    register_vnni_fix()
-    target = tvm.target.Target({"kind": "llvm", "mcpu": SAFE_VNNI_MCPU, "num-cores": 1})
-    work_dir = work_dir or tempfile.mkdtemp(prefix="int8-bench-")
-    rng = np.random.default_rng(0)
-    c, h, w = channels, height, width
-    cb = -(-c // OC_BLOCK)
-
-    def build(name, data, body):
-        bb = relax.BlockBuilder()
-        x = relax.Var("x", relax.TensorType(data.shape, str(data.dtype)))
-        with bb.function("main", [x]):
-            with bb.dataflow():
-                out = bb.emit_output(body(bb, x))
-            bb.emit_func_output(out)
-        mod = tvm_builder.prepare(bb.get(), target)
-        wd = os.path.join(work_dir, name)
-        stats = tvm_builder.tune(mod, target, wd, trials)
-        ex = tvm_builder.compile_module(mod, target, wd)
-        vm = relax.VirtualMachine(ex, tvm.cpu())
-        timer = vm.time_evaluator("main", tvm.cpu(), number=20, repeat=7)
-        ms = float(np.median(timer(tvm.runtime.tensor(data)).results) * 1e3)
-        report(f"{name}: {ms:.3f} ms ({stats.trials_measured} trials measured)")
-        return ms, ex
-
-    def int8_body(bb, x):
-        wq = rng.integers(-127, 128, (c, c, 1, 1)).astype(np.int8)
-        return bb.emit(bb.call_te(
-            te_conv2d_nchwc_int8_requant, x, relax.const(pack_conv_weight(wq, OC_BLOCK, cb * 16)),
-            relax.const(rng.integers(-1000, 1000, (cb, OC_BLOCK)).astype(np.int32)),
-            relax.const(np.full((cb, OC_BLOCK), 1e-3, np.float32)),
-            strides=[1, 1], dilation=[1, 1], out_zp=0, out_lo=0, out_hi=255,
-            primfunc_name_hint="conv1x1_int8"))
-
-    def fp32_body(bb, x):
-        wf = rng.standard_normal((c, c, 1, 1)).astype(np.float32)
-        return bb.emit(relax.op.nn.relu(bb.emit(relax.op.nn.conv2d(x, relax.const(wf)))))
-
-    i8, ex = build("int8", rng.integers(0, 256, (1, cb, h, w, 16)).astype(np.uint8), int8_body)
-    f32, _ = build("fp32", rng.standard_normal((1, c, h, w)).astype(np.float32), fp32_body)
-    vnni = sum(vpdpbusd_count(ex).values())
-    report(f"int8 {i8:.3f} ms, fp32 {f32:.3f} ms, speedup {f32 / i8:.2f}x, "
-           f"vpdpbusd in int8 build: {vnni}; databases in {work_dir}")
-    return {"int8_ms": i8, "fp32_ms": f32, "vpdpbusd": vnni}
-
-
-if __name__ == "__main__":
-    import sys
-
-    bench_conv1x1(int(sys.argv[1]) if len(sys.argv) > 1 else 32,
-                  sys.argv[2] if len(sys.argv) > 2 else None)

@@ -233,13 +233,13 @@ def allocate_trials(flops: list[float], max_trials: int) -> list[int]:
 
 def _register_intrinsics(target: tvm.target.Target) -> None:
     """Tensor intrinsics that tuning, and applying tuning records, may use: on CPU targets,
-    x86 VNNI (in its LLVM 22-compatible form, :func:`targets.int8.register_vnni_fix`).
-    MetaSchedule's x86 rules may pick it for any int8 reduction, and records in the shared
-    database may carry it, so fp32 builds need it registered too."""
+    every x86 int8 kernel of :mod:`targets.int8_kernels` (VNNI in its LLVM 22-compatible
+    form). Records in a tuning database may carry any of them, so fp32 builds need them
+    registered too."""
     if target.kind.name == "llvm":
-        from .int8 import register_vnni_fix
+        from .int8_kernels import register_all
 
-        register_vnni_fix()
+        register_all()
 
 
 def tune(
@@ -251,6 +251,7 @@ def tune(
     runner_timeout_s: float = 60.0,
     seed: int | None = 0,
     rpc_spec=None,
+    int8_kernel: str | None = None,
 ) -> TuneStats:
     """Tune a prepared module with about ``max_trials`` trials over all its tasks.
 
@@ -259,7 +260,9 @@ def tune(
     before) is reused as is, so re-running a search, or tuning another candidate that
     shares layers, costs only the new tasks. With ``rpc_spec`` (:class:`targets.rpc.RPCSpec`)
     trials are cross-linked here and measured on the devices of its pool, as many at once
-    as the pool has devices.
+    as the pool has devices. ``int8_kernel`` (a name in :mod:`targets.int8_kernels`, the
+    target's ``int8_kernel``) is the tensor intrinsic the design space tiles int8
+    reductions with; None leaves the space to TVM's defaults for the target.
     """
     from tvm.s_tir.analysis import estimate_tir_flops
 
@@ -294,7 +297,7 @@ def tune(
     builder = InProcessBuilder(rpc_spec.cross_cc if rpc_spec is not None else None)
     try:
         _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, progress,
-                     budgets, rpc_spec)
+                     budgets, rpc_spec, int8_kernel)
     finally:
         import shutil
 
@@ -332,7 +335,7 @@ def trial_session(rpc_config):
 
 
 def _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, progress,
-                 budgets, rpc_spec=None) -> None:
+                 budgets, rpc_spec=None, int8_kernel=None) -> None:
     """Tune ``todo`` ((task, budget) pairs) in groups of equal budget, recording each
     group's budget as soon as it is done."""
     for per_task in sorted({b for _, b in todo}):
@@ -340,7 +343,7 @@ def _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, pr
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             extracted_tasks=group,
             work_dir=work_dir,
-            space=space_generator(target),
+            space=space_generator(target, int8_kernel),
             strategy=search_strategy(per_task),
             seed=seed,
             num_threads=target_cores(target),
@@ -369,8 +372,10 @@ def _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, pr
         _save_budgets(work_dir, budgets)
 
 
-def space_generator(target: tvm.target.Target):
-    """MetaSchedule's design space for ``target``: its default rules, except on CUDA.
+def space_generator(target: tvm.target.Target, int8_kernel: str | None = None):
+    """MetaSchedule's design space for ``target``: with ``int8_kernel``, TVM's x86 rules
+    with that kernel (:func:`targets.int8_kernels.design_space`); else its default rules,
+    except on CUDA.
 
     For sm_75 and newer MetaSchedule picks its tensor-core rules, whose sketches of the
     zoo's fp16 convolutions all fail to build in TVM 0.27 ("Cannot find shape of the
@@ -378,6 +383,10 @@ def space_generator(target: tvm.target.Target):
     of the default model at 64x64 had no buildable sketch). The plain CUDA rules build every
     fp32, fp16 and int8 task.
     """
+    if int8_kernel is not None:
+        from .int8_kernels import design_space
+
+        return design_space(int8_kernel)
     if target.kind.name == "cuda":
         return ms.space_generator.PostOrderApply(sch_rules="cuda", postprocs="cuda",
                                                  mutator_probs="cuda")

@@ -302,7 +302,9 @@ def _open_db(args):
     if target is not None:
         from targets import get_target
 
-        get_target(target)  # a clear error for unknown names
+        # a clear error for unknown names; the x86 alias reads the rows of the target it
+        # resolves to here
+        args.target = target = get_target(target).name
     url = args.db or default_url(args.log_dir)
     if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
         hint = f"run `tuner search --target {target}` first or " if target else ""
@@ -456,14 +458,22 @@ def cmd_device(args) -> int:
 
 
 def cmd_targets(args) -> int:
-    from targets import list_targets
+    from targets import HOST_ALIAS, TargetUnavailable, get_target, list_targets
+    from targets.x86 import explain_host
 
     items = [t.describe() for t in list_targets()]
+    try:
+        resolved = get_target(HOST_ALIAS).name
+    except TargetUnavailable:
+        resolved = None
     if args.json:
-        print(json.dumps(items, indent=2))
+        print(json.dumps({"aliases": {HOST_ALIAS: {"resolves_to": resolved,
+                                                  "why": explain_host()}},
+                          "targets": items}, indent=2))
     else:
+        print(explain_host())
         for t in items:
-            print(f"{t['name']:<10} {t['description']}\n{'':<10} {json.dumps(t['tvm_target'])}")
+            print(f"{t['name']:<11} {t['description']}\n{'':<11} {json.dumps(t['tvm_target'])}")
     return 0
 
 

@@ -40,7 +40,7 @@ class SearchError(RuntimeError):
 
 @dataclass(frozen=True)
 class SearchConfig:
-    target: str = "x86-vnni"
+    target: str = "x86"
     model: str = "shufflenetv2_fpn"
     input_size: tuple[int, int] | None = None
     space: SearchSpace = field(default=DEFAULT_SPACE)
@@ -330,6 +330,13 @@ class _PointRunner:
             return old
         if not build or self.out_of_time():
             return None
+        refusal = self.target.refusal(point.quant)
+        if refusal:  # refused before any work
+            rec = self.db.upsert(_record(key, model, {"status": "skipped", "error": refusal},
+                                         time.time(), prov=self.provenance))
+            self.done[point] = rec
+            say(f"{head}: skipped: {refusal}")
+            return rec
         t0 = time.time()
         remaining = self.n_points - len(self.done)
         eta = (sum(self.run_times) / len(self.run_times) * remaining) if self.run_times else None
@@ -351,10 +358,12 @@ class _PointRunner:
                 "tuning_dir": self.tun_dir,
                 "artifact_path": os.path.join(self.art_root, f"{name}.so"),
                 "measure_budget_s": cfg.measure_budget_s,
+                "int8_kernel": self.target.int8_kernel,
             }
             if point.quant == "int8":
                 spec.update(calib_npy=_calibration_file(cfg, model, self.run_root),
-                            calibration=cfg.space.quantization.calibration)
+                            calibration=cfg.space.quantization.calibration,
+                            int8_weight_bits=self.target.int8_weight_bits)
             if self.rpc is not None:
                 spec["rpc"] = self.rpc.as_dict()
             result = run_on_device(
@@ -508,12 +517,29 @@ def open_search(cfg: SearchConfig, say: Callable[[str], None] = print,
                         art_root, say, t_start, n_points)
 
 
+def runnable_points(points: list[SearchPoint], target, say: Callable[[str], None] = print
+                    ) -> list[SearchPoint]:
+    """The points ``target`` can run; the others are dropped, and said so once per mode."""
+    keep, dropped = [], {}
+    for point in points:
+        reason = target.refusal(point.quant)
+        if reason:
+            dropped.setdefault(reason, []).append(point.key)
+        else:
+            keep.append(point)
+    for reason, keys in dropped.items():
+        say(f"search space: {len(keys)} candidate(s) dropped: {reason}")
+    return keep
+
+
 def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
                db: ParetoDB | None = None) -> SearchOutcome:
     t_start = time.time()
     points = cfg.space.points()
     runner = open_search(cfg, say, db, len(points), t_start)
     db, model, target = runner.db, runner.model, runner.target
+    points = runnable_points(points, target, say)
+    runner.n_points = len(points)
     skipped: list[SearchPoint] = []
     if cfg.strategy == "grid":
         for point in points:

@@ -122,10 +122,13 @@ def run_candidate(spec: dict, report) -> dict:
 
         report(f"quantizing to int8 (calibration: {spec['calibration']})")
         os.makedirs(os.path.dirname(spec["artifact_path"]), exist_ok=True)
+        bits = int(spec.get("int8_weight_bits", 8))
         qdq = int8.quantize_qdq(spec["onnx_path"], np.load(spec["calib_npy"]),
-                                spec["artifact_path"][:-3] + ".qdq.onnx", method=spec["calibration"])
-        # the reference is the quantized model run by ONNX Runtime: same integer maths
-        spec = {**spec, "onnx_path": qdq}
+                                spec["artifact_path"][:-3] + ".qdq.onnx", method=spec["calibration"],
+                                weight_bits=bits)
+        # the reference is the quantized model run by ONNX Runtime, in a form it computes
+        # exactly on every ISA: the same integer maths
+        spec = {**spec, "onnx_path": int8.exact_reference(qdq)}
         report("importing into Relax; rewriting quantized convolutions to integer compute")
         mod = int8.integer_rewrite(tvm_builder.import_onnx(qdq))
     else:
@@ -137,7 +140,7 @@ def run_candidate(spec: dict, report) -> dict:
         work_dir = spec["tuning_dir"]
         stats = tvm_builder.tune(mod, target, work_dir, int(point["trials"]), report=report,
                                  runner_timeout_s=spec.get("runner_timeout_s", 60),
-                                 rpc_spec=rpc_spec)
+                                 rpc_spec=rpc_spec, int8_kernel=spec.get("int8_kernel"))
         result["tune_trials_run"] = stats.trials_run
         result["tune_seconds"] = stats.seconds
         if stats.trials_run and not stats.trials_measured:
@@ -284,6 +287,10 @@ def run_remeasure(spec: dict, report) -> dict:
     else:
         vm = LocalVM(spec["artifact_path"], device=spec.get("device", "cpu"))
     numerics, rtol = NUMERICS[spec["quant"]]
+    if spec["quant"] == "int8":  # the artifact's QDQ model, in its exact form
+        from targets.int8 import exact_reference
+
+        spec = {**spec, "onnx_path": exact_reference(spec["onnx_path"])}
     result = check_and_time(vm.run, vm.latency, numerics, {"rtol": rtol, **spec}, report)
     result.update(status="ok", tvm_version=tvm.__version__)
     return result

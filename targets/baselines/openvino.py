@@ -45,9 +45,9 @@ class OpenVINOBaseline(Baseline):
                 "aarch64" in str(target.tvm_target().get("mtriple", "")):
             raise BaselineUnavailable(f"OpenVINO CPU runtime is for x86 hosts, not {target.name}")
         if self.quant == "bf16":
-            from targets.x86_vnni import cpu_flags
+            from targets.cpu_isa import host_features
 
-            if not {"avx512_bf16", "amx_bf16"} & cpu_flags():
+            if not {"avx512_bf16", "amx_bf16"} & host_features():
                 raise BaselineUnavailable("this CPU has no native bf16 (avx512_bf16/amx_bf16)")
         if self.quant == "int8":
             try:

@@ -13,7 +13,7 @@ SCRIPT = os.path.join(ROOT, "benchmarks", "gpu_check.py")
 
 def test_kit_runs_with_a_runtime_only_tvm(tiny_onnx, tmp_path):
     kit = tmp_path / "kit"
-    subprocess.run([sys.executable, SCRIPT, "prepare", "--target", "x86-vnni", "--model",
+    subprocess.run([sys.executable, SCRIPT, "prepare", "--target", "x86", "--model",
                     tiny_onnx, "--quant", "fp32,fp16", "--no-download", "--out", str(kit),
                     "--log-dir", str(tmp_path / "logs")], check=True, timeout=600)
     manifest = json.loads((kit / "manifest.json").read_text())

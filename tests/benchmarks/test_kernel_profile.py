@@ -15,7 +15,7 @@ def test_kernel_profile_of_a_compiled_model(tiny_onnx, tmp_path):
     from targets import get_target
     from targets import tvm_builder as tb
 
-    target = tvm.target.Target(get_target("x86-vnni").tvm_target())
+    target = tvm.target.Target(get_target("x86").tvm_target())
     path = str(tmp_path / "tiny.so")
     tb.compile_module(tb.prepare(tb.import_onnx(tiny_onnx), target), target).export_library(path)
     run = subprocess.run([sys.executable, SCRIPT, path, "--input-shape", "1x3x32x32",

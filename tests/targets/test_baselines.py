@@ -17,7 +17,7 @@ def calib(n=8):
 def test_cpu_baselines_run_and_agree_with_the_reference(name, tiny_onnx, tmp_path):
     bl = get_baseline(name)
     try:
-        bl.check_available(get_target("x86-vnni"))
+        bl.check_available(get_target("x86"))
     except BaselineUnavailable as exc:
         pytest.skip(str(exc))
     sess = bl.prepare(tiny_onnx, str(tmp_path / name), calib(), threads=2)
@@ -44,7 +44,7 @@ def test_int8_models_are_really_quantized(tiny_onnx, tmp_path):
 
 def test_unusable_baselines_say_why():
     with pytest.raises(BaselineUnavailable, match="cuda target"):
-        get_baseline("tensorrt-fp16").check_available(get_target("x86-vnni"))
+        get_baseline("tensorrt-fp16").check_available(get_target("x86"))
     with pytest.raises(BaselineUnavailable, match="x86"):
         get_baseline("openvino-fp32").check_available(get_target("rasp4b"))
     with pytest.raises(BaselineUnavailable, match="no Raspberry Pi is attached"):

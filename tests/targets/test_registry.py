@@ -3,11 +3,11 @@ import pytest
 from targets import TARGETS, TargetUnavailable, UnknownTarget, get_target, list_targets
 
 
-def test_registry_lists_the_three_targets_with_tvm_json():
+def test_registry_lists_the_targets_with_tvm_json():
     import tvm
 
     names = [t.name for t in list_targets()]
-    assert names == ["x86-vnni", "rasp4b", "cuda"]
+    assert names == ["x86-vnni", "x86-avx512", "x86-avxvnni", "x86-avx2", "rasp4b", "cuda"]
     for t in list_targets():
         d = t.tvm_target()
         assert isinstance(d, dict)
@@ -18,7 +18,7 @@ def test_registry_lists_the_three_targets_with_tvm_json():
 def test_unknown_target_names_the_known_ones():
     with pytest.raises(UnknownTarget) as e:
         get_target("rasp5")
-    assert "x86-vnni" in str(e.value) and "rasp4b" in str(e.value)
+    assert "x86-vnni" in str(e.value) and "rasp4b" in str(e.value) and "x86 (this host)" in str(e.value)
 
 
 def test_rasp4b_tvm_target_is_aarch64_a72():
@@ -43,16 +43,22 @@ def test_rasp4b_with_an_unreachable_tracker_says_so():
     assert time.time() - t < 30
 
 
-def test_x86_vnni_is_available_on_a_vnni_host():
-    from targets.x86_vnni import host_has_vnni
+def test_each_x86_target_is_available_iff_the_host_has_its_level():
+    from targets.cpu_isa import host_isa
 
-    t = get_target("x86-vnni")
-    if host_has_vnni():
-        t.check_available()
-        assert t.tvm_target()["kind"] == "llvm"
-    else:
-        with pytest.raises(TargetUnavailable):
+    host = host_isa()
+    for name in ("x86-vnni", "x86-avx512", "x86-avxvnni", "x86-avx2"):
+        t = get_target(name)
+        assert t.tvm_target()["kind"] == "llvm" and t.tvm_target()["mcpu"] == t.mcpu
+        if host.has(t.isa):
             t.check_available()
+        else:
+            with pytest.raises(TargetUnavailable) as e:
+                t.check_available()
+            # the reason, the target that runs here, and that it still builds
+            assert t.isa_name in str(e.value) and "still compiles" in str(e.value)
+            if host.best:
+                assert f"--target {get_target('x86').name}" in str(e.value)
 
 
 def test_cuda_without_a_driver_is_unavailable():
@@ -63,7 +69,7 @@ def test_cuda_without_a_driver_is_unavailable():
     with pytest.raises(TargetUnavailable) as e:
         get_target("cuda").check_available()
     assert "libcuda" in str(e.value)
-    assert set(TARGETS) == {"x86-vnni", "rasp4b", "cuda"}
+    assert set(TARGETS) == {"x86-vnni", "x86-avx512", "x86-avxvnni", "x86-avx2", "rasp4b", "cuda"}
 
 
 def test_rasp4b_key_without_devices_says_how_to_attach_one_under_it(local_devices):

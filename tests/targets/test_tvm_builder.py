@@ -15,7 +15,7 @@ def test_tune_measures_trials_and_second_run_reuses_records(tiny_onnx, tmp_path)
     from targets.runner import LocalVM
     from targets.tvm_builder import compile_module, import_onnx, prepare, tune
 
-    target = tvm.target.Target(get_target("x86-vnni").tvm_target())
+    target = tvm.target.Target(get_target("x86").tvm_target())
     mod = prepare(import_onnx(tiny_onnx), target)
     work = str(tmp_path / "tuning")
     msgs = []

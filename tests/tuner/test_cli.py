@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from targets import get_target
 from tuner.cli import main
 
 SPACE = ["--prune", "0", "--quant", "fp32"]
@@ -20,7 +21,7 @@ COCO_SAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared"
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     logs = tmp_path_factory.mktemp("logs")
-    rc = main(["search", "--target", "x86-vnni", "--log-dir", str(logs),
+    rc = main(["search", "--target", "x86", "--log-dir", str(logs),
                "--schedules", "default,metaschedule:8", *TINY])
     assert rc == 0
     return str(logs)
@@ -47,7 +48,7 @@ def test_search_records_measured_checked_candidates(searched, capsys):
 
 
 def test_rerun_reuses_points_without_duplicates(searched, capsys):
-    rc = main(["search", "--target", "x86-vnni", "--log-dir", searched,
+    rc = main(["search", "--target", "x86", "--log-dir", searched,
                "--schedules", "default,metaschedule:8", *TINY])
     assert rc == 0
     out = capsys.readouterr().out
@@ -57,31 +58,40 @@ def test_rerun_reuses_points_without_duplicates(searched, capsys):
 
 def test_pareto_json_and_best(searched, capsys):
     capsys.readouterr()
-    assert main(["pareto", "--target", "x86-vnni", "--log-dir", searched, "--json",
+    assert main(["pareto", "--target", "x86", "--log-dir", searched, "--json",
                  "--no-baselines"]) == 0
     front = json.loads(capsys.readouterr().out)
     assert {r["backend"] for r in front} == {"tvm"}
     assert front and all(r["status"] == "ok" for r in front)
     fastest = min(front, key=lambda r: r["latency_median_ms"])
-    assert main(["best", "--target", "x86-vnni", "--log-dir", searched,
+    assert main(["best", "--target", "x86", "--log-dir", searched,
                  "--max-latency-ms", str(fastest["latency_median_ms"] + 1e-6)]) == 0
     best = json.loads(capsys.readouterr().out)
     assert best["id"] == fastest["id"] and os.path.isfile(best["artifact_path"])
     # what a deployment pipeline needs besides the figures
     assert best["artifact_exists"] is True and best["export"] == f"tuner export {best['id']} --out DIR"
-    assert best["rebuild"].startswith(f"tuner search --target x86-vnni --model {best['model_path']} ")
+    host = get_target("x86").name  # the alias stores rows under the target it resolves to
+    assert best["target"] == host
+    assert best["rebuild"].startswith(f"tuner search --target {host} --model {best['model_path']} ")
     assert f"--quant {best['quant']}" in best["rebuild"] and os.path.isfile(best["model_path"])
-    assert main(["best", "--target", "x86-vnni", "--log-dir", searched,
+    assert main(["best", "--target", "x86", "--log-dir", searched,
                  "--max-latency-ms", "0.000001"]) == 2
     assert "no candidate meets the constraints" in capsys.readouterr().err
-    assert main(["best", "--target", "x86-vnni", "--log-dir", searched, "--min-ap", "1.01"]) == 2
+    assert main(["best", "--target", "x86", "--log-dir", searched, "--min-ap", "1.01"]) == 2
     assert "AP" in capsys.readouterr().err
 
 
 def test_targets_lists_json(capsys):
     assert main(["targets", "--json"]) == 0
-    names = [t["name"] for t in json.loads(capsys.readouterr().out)]
-    assert names == ["x86-vnni", "rasp4b", "cuda"]
+    out = json.loads(capsys.readouterr().out)
+    names = [t["name"] for t in out["targets"]]
+    assert names == ["x86-vnni", "x86-avx512", "x86-avxvnni", "x86-avx2", "rasp4b", "cuda"]
+    alias = out["aliases"]["x86"]
+    assert alias["resolves_to"] == get_target("x86").name and alias["why"].startswith("x86 -> ")
+    avx2 = next(t for t in out["targets"] if t["name"] == "x86-avx2")
+    assert avx2["int8_kernel"] == "avx2" and avx2["int8_weight_bits"] == 7
+    assert main(["targets"]) == 0
+    assert capsys.readouterr().out.startswith(f"x86 -> {get_target('x86').name}: this host is ")
 
 
 def _err(capsys, argv):
@@ -98,18 +108,18 @@ def test_bad_input_gives_one_line_errors(tmp_path, capsys, monkeypatch):
     assert "unknown target 'rasp5'" in _err(capsys, [*base, "--target", "rasp5"])
     monkeypatch.delenv("TVM_TRACKER_HOST", raising=False)
     assert "no Raspberry Pi is attached" in _err(capsys, [*base, "--target", "rasp4b"])
-    assert "does not exist" in _err(capsys, [*base, "--target", "x86-vnni", "--model", "nope.onnx"])
+    assert "does not exist" in _err(capsys, [*base, "--target", "x86", "--model", "nope.onnx"])
     bad = tmp_path / "corrupt.onnx"
     bad.write_bytes(b"\x08\x07garbage" * 10)
-    assert "not a valid ONNX model" in _err(capsys, [*base, "--target", "x86-vnni", "--model", str(bad)])
-    assert "--trials must be > 0" in _err(capsys, [*base, "--target", "x86-vnni", "--trials", "0"])
+    assert "not a valid ONNX model" in _err(capsys, [*base, "--target", "x86", "--model", str(bad)])
+    assert "--trials must be > 0" in _err(capsys, [*base, "--target", "x86", "--trials", "0"])
     assert "trial budget must be > 0" in _err(
-        capsys, [*base, "--target", "x86-vnni", "--schedules", "metaschedule:0"])
-    assert "unknown model" in _err(capsys, [*base, "--target", "x86-vnni", "--model", "resnet"])
+        capsys, [*base, "--target", "x86", "--schedules", "metaschedule:0"])
+    assert "unknown model" in _err(capsys, [*base, "--target", "x86", "--model", "resnet"])
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert "log directory" in _err(
-        capsys, ["search", "--target", "x86-vnni", "--log-dir", str(blocker / "sub")])
+        capsys, ["search", "--target", "x86", "--log-dir", str(blocker / "sub")])
     assert not os.path.exists(logs) or not os.listdir(logs) or True
 
 
@@ -122,7 +132,7 @@ def test_non_heatmap_model_is_refused(tmp_path, capsys):
 
     path = tmp_path / "cls.onnx"
     torch.onnx.export(Classifier(), (torch.randn(1, 3, 32, 32),), str(path), dynamo=False)
-    err = _err(capsys, ["search", "--target", "x86-vnni", "--log-dir", str(tmp_path / "l"),
+    err = _err(capsys, ["search", "--target", "x86", "--log-dir", str(tmp_path / "l"),
                         "--model", str(path)])
     assert "not a heatmap" in err
 
@@ -137,7 +147,7 @@ def test_newer_database_is_refused_untouched(searched, tmp_path, capsys):
     con.commit()
     con.close()
     before = db.read_bytes()
-    err = _err(capsys, ["search", "--target", "x86-vnni", "--log-dir", str(tmp_path / "l"),
+    err = _err(capsys, ["search", "--target", "x86", "--log-dir", str(tmp_path / "l"),
                         "--db", f"sqlite:///{db}", *TINY])
     assert "newer than this pose-tuner" in err
     assert db.read_bytes() == before
@@ -146,7 +156,7 @@ def test_newer_database_is_refused_untouched(searched, tmp_path, capsys):
 def test_failed_candidate_is_recorded_and_search_continues(tmp_path, capsys):
     """A candidate that cannot finish in its timeout is stored as failed; the next runs."""
     logs = str(tmp_path / "logs")
-    rc = main(["search", "--target", "x86-vnni", "--log-dir", logs, "--timeout", "1",
+    rc = main(["search", "--target", "x86", "--log-dir", logs, "--timeout", "1",
                "--schedules", "default", "--no-baselines", *TINY])
     assert rc == 1  # nothing succeeded
     (row,) = db_rows(logs)
@@ -168,14 +178,14 @@ def test_baselines_are_stored_beside_tvm_and_compared(searched, capsys):
         assert schedule == "vendor"
         assert (status == "ok" and lat > 0) or (status == "skipped" and error), (backend, quant)
     capsys.readouterr()
-    assert main(["compare", "--target", "x86-vnni", "--log-dir", searched, "--json"]) == 0
+    assert main(["compare", "--target", "x86", "--log-dir", searched, "--json"]) == 0
     cmp = json.loads(capsys.readouterr().out)
     ort = next(c for c in cmp if c["baseline"] == "onnxruntime-fp32")
     assert ort["latency_ratio"] == pytest.approx(ort["tvm_ms"] / ort["baseline_ms"])
     assert ort["matched_by"] == "AP within 0.01"
-    assert main(["pareto", "--target", "x86-vnni", "--log-dir", searched, "--all"]) == 0
+    assert main(["pareto", "--target", "x86", "--log-dir", searched, "--all"]) == 0
     assert "openvino" in capsys.readouterr().out
-    assert main(["best", "--target", "x86-vnni", "--log-dir", searched]) == 0
+    assert main(["best", "--target", "x86", "--log-dir", searched]) == 0
     assert json.loads(capsys.readouterr().out)["backend"] == "tvm"
 
 
@@ -195,7 +205,7 @@ def test_accuracy_is_measured_once_per_variant_and_shared(searched):
 def test_real_coco_sample_and_its_errors(searched, tmp_path, capsys):
     ann = os.path.join(COCO_SAMPLE, "person_keypoints.json")
     imgs = os.path.join(COCO_SAMPLE, "images")
-    rc = main(["search", "--target", "x86-vnni", "--log-dir", searched, "--schedules",
+    rc = main(["search", "--target", "x86", "--log-dir", searched, "--schedules",
                "metaschedule:8", "--no-baselines", "--coco-ann", ann, "--coco-images", imgs,
                "--max-people", "6", *TINY_MODEL])
     assert rc == 0
@@ -208,10 +218,10 @@ def test_real_coco_sample_and_its_errors(searched, tmp_path, capsys):
     assert ds.startswith("coco:person_keypoints.json:") and 0 < n <= 6 and ap is not None
     bad = tmp_path / "det.json"
     bad.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
-    err = _err(capsys, ["search", "--target", "x86-vnni", "--log-dir", str(tmp_path / "l"),
+    err = _err(capsys, ["search", "--target", "x86", "--log-dir", str(tmp_path / "l"),
                         "--coco-ann", str(bad), "--coco-images", imgs, *TINY_MODEL])
     assert "keypoint" in err.lower()
-    err = _err(capsys, ["search", "--target", "x86-vnni", "--log-dir", str(tmp_path / "l"),
+    err = _err(capsys, ["search", "--target", "x86", "--log-dir", str(tmp_path / "l"),
                         "--coco-ann", ann, "--coco-images", str(tmp_path / "none"), *TINY_MODEL])
     assert "images" in err.lower()
 
@@ -220,7 +230,7 @@ def test_export_writes_a_runnable_bundle(searched, tmp_path, capsys):
     import numpy as np
 
     capsys.readouterr()
-    assert main(["best", "--target", "x86-vnni", "--log-dir", searched]) == 0
+    assert main(["best", "--target", "x86", "--log-dir", searched]) == 0
     best = json.loads(capsys.readouterr().out)
     out = tmp_path / "bundle"
     assert main(["export", str(best["id"]), "--out", str(out), "--log-dir", searched]) == 0
@@ -246,9 +256,9 @@ def test_export_writes_a_runnable_bundle(searched, tmp_path, capsys):
 
 def test_pareto_plot_writes_a_png(searched, tmp_path, capsys):
     out = tmp_path / "front.png"
-    assert main(["pareto", "--target", "x86-vnni", "--log-dir", searched, "--plot", str(out)]) == 0
+    assert main(["pareto", "--target", "x86", "--log-dir", searched, "--plot", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
-    assert main(["pareto", "--target", "x86-vnni", "--log-dir", searched, "--plot",
+    assert main(["pareto", "--target", "x86", "--log-dir", searched, "--plot",
                  str(tmp_path / "missing" / "f.png")]) == 2
     assert "cannot plot" in capsys.readouterr().err
 
@@ -307,6 +317,6 @@ def test_build_for_another_gpu_architecture(tmp_path, tiny_onnx, capsys):
         main(["build", "--target", "cuda", "--cuda-arch", "86", "--model", tiny_onnx,
               "--out", str(tmp_path / "b.so")])
     assert "like sm_86" in capsys.readouterr().err
-    assert main(["build", "--target", "x86-vnni", "--cuda-arch", "sm_86", "--model", tiny_onnx,
+    assert main(["build", "--target", "x86", "--cuda-arch", "sm_86", "--model", tiny_onnx,
                  "--out", str(tmp_path / "c.so")]) == 2
     assert "--target cuda only" in capsys.readouterr().err

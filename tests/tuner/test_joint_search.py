@@ -26,7 +26,7 @@ def test_pruned_and_fp16_points(tmp_path, capsys):
     space = tmp_path / "space.toml"
     space.write_text("[pruning]\nratios = [0, 0.5]\nfinetune_steps = 0\n"
                      "[quantization]\nmodes = ['fp32', 'fp16']\n")
-    assert main(["search", "--target", "x86-vnni", "--log-dir", logs, "--space", str(space),
+    assert main(["search", "--target", "x86", "--log-dir", logs, "--space", str(space),
                  *MODEL]) == 0
     got = rows(logs)
     assert [(p, q, v, s) for p, q, v, s, *_ in got] == [
@@ -39,14 +39,14 @@ def test_pruned_and_fp16_points(tmp_path, capsys):
     # the pruned variant is a smaller ONNX model of its own, reused on the next run
     (onnx_pruned,) = [f for f in os.listdir(os.path.join(logs, "models")) if "-p0.50-" in f
                       and f.endswith(".onnx")]
-    assert main(["search", "--target", "x86-vnni", "--log-dir", logs, "--space", str(space),
+    assert main(["search", "--target", "x86", "--log-dir", logs, "--space", str(space),
                  *MODEL]) == 0
     assert capsys.readouterr().out.count("reused from the database") == 4
 
 
 def test_interrupted_search_resumes_without_losing_points(tmp_path):
     logs = str(tmp_path / "logs")
-    cmd = [sys.executable, "-m", "tuner.cli", "search", "--target", "x86-vnni", "--log-dir", logs,
+    cmd = [sys.executable, "-m", "tuner.cli", "search", "--target", "x86", "--log-dir", logs,
            "--prune", "0", "--quant", "fp32,fp16", *MODEL]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
@@ -72,7 +72,7 @@ def test_interrupted_search_resumes_without_losing_points(tmp_path):
     time.sleep(0.5)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert rows(logs, "quant, status") == [("fp16", "ok")]  # the finished point only
-    assert main(["search", "--target", "x86-vnni", "--log-dir", logs, "--prune", "0",
+    assert main(["search", "--target", "x86", "--log-dir", logs, "--prune", "0",
                  "--quant", "fp32,fp16", *MODEL]) == 0
     assert sorted(rows(logs, "quant, status")) == [("fp16", "ok"), ("fp32", "ok")]
 
@@ -83,7 +83,7 @@ def test_optuna_strategy_samples_and_resumes(tmp_path, capsys):
     space = tmp_path / "space.toml"
     space.write_text("[pruning]\nratios = [0, 0.5]\nfinetune_steps = 0\n"
                      "[quantization]\nmodes = ['fp32', 'fp16']\n")
-    args = ["search", "--target", "x86-vnni", "--log-dir", logs, "--space", str(space),
+    args = ["search", "--target", "x86", "--log-dir", logs, "--space", str(space),
             "--strategy", "nsga2", "--n-trials", "2",
             "--model", "shufflenetv2_fpn", "--input-size", "64x64", "--measure-budget", "0.3",
             "--no-baselines", "--val-images", "2", "--schedules", "default"]
@@ -105,7 +105,7 @@ def test_int8_point_runs_integer_convolutions(tmp_path):
     from targets.int8 import integer_reductions, integer_rewrite
 
     logs = str(tmp_path / "logs")
-    assert main(["search", "--target", "x86-vnni", "--log-dir", logs, "--prune", "0",
+    assert main(["search", "--target", "x86", "--log-dir", logs, "--prune", "0",
                  "--quant", "int8", *MODEL]) == 0
     ((quant, status, rel_err, art),) = rows(logs, "quant, status, rel_err, artifact_path")
     assert (quant, status) == ("int8", "ok") and rel_err < 5e-2

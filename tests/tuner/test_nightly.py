@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ZOO_JOB = """
 [[jobs]]
 model = "shufflenetv2_fpn"
-target = "x86-vnni"
+target = "x86"
 input_size = "64x64"
 prune = [0.0]
 quant = {quant}
@@ -53,19 +53,19 @@ def items(logs, night=None, db=None):
 
 def test_config_errors_name_the_file_and_key(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[[jobs]]\nmodel = "m"\ntarget = "x86-vnni"\nspeed = 3\n')
+    bad.write_text('[[jobs]]\nmodel = "m"\ntarget = "x86"\nspeed = 3\n')
     with pytest.raises(NightlyConfigError, match=r"jobs\[0\]: unknown key\(s\) speed"):
         load_config(str(bad))
     bad.write_text('name = "x"\n')
     with pytest.raises(NightlyConfigError, match="no jobs"):
         load_config(str(bad))
-    bad.write_text('[[jobs]]\ntarget = "x86-vnni"\n')
+    bad.write_text('[[jobs]]\ntarget = "x86"\n')
     with pytest.raises(NightlyConfigError, match="'model' is required"):
         load_config(str(bad))
     bad.write_text('[[jobs]]\nmodel = "m"\ntarget = "t"\nquant = "fp32"\n')
     with pytest.raises(NightlyConfigError, match="must be a list"):
         load_config(str(bad))
-    bad.write_text('[[jobs]]\nmodel = "m"\ntarget = "x86-vnni"\ncuda_arch = "sm_86"\n')
+    bad.write_text('[[jobs]]\nmodel = "m"\ntarget = "x86"\ncuda_arch = "sm_86"\n')
     with pytest.raises(NightlyConfigError, match="'cuda_arch' is for target cuda"):
         load_config(str(bad))
     bad.write_text('[[jobs]]\nmodel = "m"\ntarget = "cuda"\ncuda_arch = "sm_86"\n')
@@ -74,7 +74,7 @@ def test_config_errors_name_the_file_and_key(tmp_path, capsys):
     assert "no nightly configuration at" in capsys.readouterr().err
     # the shipped example parses
     cfg = load_config(os.path.join(ROOT, "docs", "nightly.example.toml"))
-    assert cfg.jobs[0].name == "shufflenetv2_fpn@x86-vnni"
+    assert cfg.jobs[0].name == "shufflenetv2_fpn@x86"
     # where a worker keeps its files is not part of the night's identity
     a = write_config(tmp_path)
     digest = load_config(a).digest
@@ -174,7 +174,7 @@ def test_planted_regression_exits_non_zero(tmp_path, tiny_onnx, capsys):
     logs = str(tmp_path / "logs")
     model = tmp_path / "pose.onnx"
     shutil.copy(tiny_onnx, model)
-    job = (f'[[jobs]]\nmodel = "{model}"\ntarget = "x86-vnni"\nquant = ["fp32"]\n'
+    job = (f'[[jobs]]\nmodel = "{model}"\ntarget = "x86"\nquant = ["fp32"]\n'
            'prune = [0.0]\nschedules = ["default"]\n')
     cfg = write_config(tmp_path, job=job, defaults="remeasure = 0")
     assert main(["nightly", "--config", cfg, "--night", "good"]) == 0
@@ -255,7 +255,7 @@ def test_two_workers_on_postgres_split_the_night(tmp_path, postgres_url):
         runs = conn.execute(sa.text("select night, status from nightly_runs")).all()
     eng.dispose()
     assert runs == [("pg", "finished")]
-    assert len(rows) == 2 + 5  # two points, five baselines of x86-vnni
+    assert len(rows) == 2 + 5  # two points, five baselines of an x86 target
     assert all(state == "done" and attempts == 1 for _, _, state, _, attempts in rows), rows
     assert {w for *_, w, _ in rows} == {"worker-a", "worker-b"}, rows  # both took work
     assert n_cand == len(rows)  # every point and baseline measured once, no duplicates
@@ -267,7 +267,7 @@ def test_later_nights_refine_the_front_until_max_trials(tmp_path, tiny_onnx, cap
     MetaSchedule point is tuned again with twice the trials (reusing its records), and
     refinement stops at max_trials."""
     logs = str(tmp_path / "logs")
-    job = (f'[[jobs]]\nmodel = "{tiny_onnx}"\ntarget = "x86-vnni"\nquant = ["fp32"]\n'
+    job = (f'[[jobs]]\nmodel = "{tiny_onnx}"\ntarget = "x86"\nquant = ["fp32"]\n'
            'prune = [0.0]\nschedules = ["metaschedule:4"]\nmax_trials = 8\n'
            'converged_gain = -1.0\n')  # never converged by gain: max_trials ends it
     cfg = write_config(tmp_path, job=job, defaults="remeasure = 0",

@@ -18,7 +18,7 @@ refine = true                  # spend what is left on tuning the front further
 
 [[jobs]]
 model = "shufflenetv2_fpn"
-target = "x86-vnni"
+target = "x86"
 space = "search_space/default.toml"
 trials = 64
 [jobs.constraints]

@@ -1,0 +1,45 @@
+"""AVX-512 VNNI: ``vpdpbusd`` on 512-bit registers (16 int32 lanes, 4 u8 x s8 each).
+
+TVM 0.27's own implementation of ``dot_16x4_vnni`` passes ``<16 x i32>`` operands to
+``llvm.x86.avx512.vpdpbusd.512``, which LLVM 22 declares with ``<64 x i8>`` ones, so every
+tensorized candidate failed to build ("Call parameter type does not match function
+signature"). Here A (4 u8, broadcast to all 16 lanes) is reinterpreted as ``uint8x64``
+and B loaded as ``int8x64``. Exact with full 8-bit weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import Int8Kernel, broadcast_a
+
+
+@dataclass(frozen=True)
+class VNNIKernel(Int8Kernel):
+    name: str = "vnni"
+    intrin: str = "dot_16x4_vnni"
+    mnemonics: tuple[str, ...] = ("vpdpbusd",)
+    weight_bits: int = 8
+
+    def impl(self):
+        from tvm.script import tirx as T
+
+        a = broadcast_a(16)
+
+        @T.prim_func(s_tir=True)
+        def vnni_impl(
+            A: T.Buffer((4,), "uint8", offset_factor=1),
+            B: T.Buffer((16, 4), "int8", offset_factor=1),
+            C: T.Buffer((16,), "int32", offset_factor=1),
+        ) -> None:
+            with T.sblock("root"):
+                T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+                T.writes(C[0:16])
+                # one expression (named temporaries would become local buffers)
+                C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+                    C.vload([0], dtype="int32x16"), a(A), B.vload([0, 0], dtype="int8x64"),
+                    dtype="int32x16",
+                )
+
+        return vnni_impl
