@@ -22,7 +22,7 @@ import _bootstrap  # noqa: E402,F401  (the repository on sys.path; TVM's threads
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", default="x86-vnni")
+    ap.add_argument("--target", default="x86")
     ap.add_argument("--model", default="shufflenetv2_fpn", help="zoo model name")
     ap.add_argument("--log-dir", default="logs")
     ap.add_argument("--db", default=None)

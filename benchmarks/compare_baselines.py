@@ -1,6 +1,6 @@
 """The best TVM point of a target against its baselines, timed side by side in one run.
 
-    .venv/bin/python benchmarks/compare_baselines.py --target x86-vnni
+    .venv/bin/python benchmarks/compare_baselines.py --target x86
 
 Takes the fastest successful TVM candidate of the model from the Pareto database (run
 `tuner search` first), prepares every baseline of the target (ONNX Runtime FP32/INT8,
@@ -20,7 +20,7 @@ import _bootstrap  # noqa: E402,F401  (the repository on sys.path; TVM's threads
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", default="x86-vnni")
+    ap.add_argument("--target", default="x86")
     ap.add_argument("--model", default="shufflenetv2_fpn", help="model name in the database")
     ap.add_argument("--log-dir", default="logs")
     ap.add_argument("--db", default=None)
@@ -38,6 +38,7 @@ def main() -> int:
     from targets.baselines import BaselineUnavailable, get_baseline
     from targets.check import compare, compare_approx
     from targets.inputs import structured_input
+    from targets.int8 import exact_reference
     from targets.onnxruntime_backend import ORTSession
     from targets.runner import LocalVM, interleaved
     from tuner.calibration import calibration_inputs
@@ -73,7 +74,8 @@ def main() -> int:
     runners = {}
     vm = LocalVM(best.artifact_path)
     # checked against the reference it was built from (int8: the quantized model)
-    own_ref = best.artifact_path[:-3] + ".qdq.onnx" if best.quant == "int8" else best.model_path
+    own_ref = (exact_reference(best.artifact_path[:-3] + ".qdq.onnx") if best.quant == "int8"
+               else best.model_path)
     _, rtol = NUMERICS[best.quant]
     compare(vm.run(x), ORTSession(own_ref).run(x), rtol=rtol)
     fn, arg = vm.vm["main"], vm.tvm.runtime.tensor(x, vm.dev)

@@ -11,7 +11,7 @@ seeds 1 and 2; seed 3 is timed), TVM's runtime without its compiler (the GPU mac
 needs no compiler to load these libraries), apache-tvm-ffi wheels for the usual
 Pythons, typing_extensions and NVIDIA's ``libcudart`` that TVM's CUDA runtime links
 to. About 30 MB, for a machine reached only by copying files (``logs/`` is git-ignored:
-carry ``logs/gpu-kit``). ``prepare --target x86-vnni`` makes a CPU kit, to try the
+carry ``logs/gpu-kit``). ``prepare --target x86`` makes a CPU kit, to try the
 runtime-only path on this machine.
 
 ``run`` needs Python 3.10-3.13 and numpy. It loads each library with
@@ -74,7 +74,7 @@ def prepare(args) -> int:
             calib = calibration_crops(tuple(shape[2:]), 32, args.log_dir)
             qdq = int8.quantize_qdq(model.onnx_path, calib,
                                     os.path.join(out, name[:-3] + ".qdq.onnx"))
-            reference = ORTSession(qdq)
+            reference = ORTSession(int8.exact_reference(qdq))  # exact on every CPU
             mod = int8.integer_rewrite(tvm_builder.import_onnx(qdq))
         else:
             reference = ref
@@ -274,7 +274,7 @@ def main() -> int:
     p.add_argument("--quant", default="fp32,fp16,int8")
     p.add_argument("--arch", default="sm_90", help="the GPU's arch (H100/H200: sm_90)")
     p.add_argument("--target", default="cuda",
-                   help="cuda, or x86-vnni to try the kit on this machine's CPU")
+                   help="cuda, or x86 to try the kit on this machine's CPU")
     p.add_argument("--no-download", action="store_true",
                    help="no tvm-ffi / libcudart wheels (the running Python has tvm-ffi)")
     p.add_argument("--log-dir", default="logs")

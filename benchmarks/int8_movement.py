@@ -24,6 +24,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="shufflenetv2_fpn")
+    ap.add_argument("--target", default="x86", help="an x86 target (default: this host)")
     ap.add_argument("--input-size", default="256x192")
     ap.add_argument("--trials", type=int, default=512, help="MetaSchedule trials per build")
     ap.add_argument("--log-dir", default="logs")
@@ -46,7 +47,7 @@ def main() -> int:
     from tuner.model_source import parse_input_size, prepare_model
     from tuner.search import tuning_dir
 
-    target_def = get_target("x86-vnni")
+    target_def = get_target(args.target)
     tdict = target_def.tvm_target()
     target = tvm.target.Target(tdict)
     size = parse_input_size(args.input_size)
@@ -58,16 +59,18 @@ def main() -> int:
     if qdq is None:
         calib = calibration_crops(tuple(model.input_shape[2:]), 32, args.log_dir, None)
         qdq = int8.quantize_qdq(model.onnx_path, calib,
-                                os.path.join(out_dir, f"{model.name}.qdq.onnx"))
-    work = tuning_dir(args.log_dir, "x86-vnni", tdict)
+                                os.path.join(out_dir, f"{model.name}.qdq.onnx"),
+                                weight_bits=target_def.int8_weight_bits)
+    work = tuning_dir(args.log_dir, target_def.name, tdict)
     x = structured_input(model.input_shape, seed=3)
-    ref = ORTSession(qdq).run(x)
+    ref = ORTSession(int8.exact_reference(qdq)).run(x)
     vms = {}
     for name, movement in (("float movement (0.1)", False), ("8-bit movement", True)):
         stats = {}
         mod = int8.integer_rewrite(tb.import_onnx(qdq), stats, movement=movement)
         mod = tb.prepare(mod, target)
-        tb.tune(mod, target, work, args.trials, report=lambda m: print(m, flush=True))
+        tb.tune(mod, target, work, args.trials, report=lambda m: print(m, flush=True),
+                int8_kernel=target_def.int8_kernel)
         path = os.path.join(out_dir, f"int8-movement-{int(movement)}.so")
         tb.compile_module(mod, target, work).export_library(path)
         vms[name] = LocalVM(path)

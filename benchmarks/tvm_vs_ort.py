@@ -22,6 +22,7 @@ import _bootstrap  # noqa: E402,F401  (the repository on sys.path; TVM's threads
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="shufflenetv2_fpn")
+    ap.add_argument("--target", default="x86", help="an x86 target (default: this host)")
     ap.add_argument("--input-size", default="256x192")
     ap.add_argument("--trials", type=int, default=2000, help="MetaSchedule trials for the model")
     ap.add_argument("--log-dir", default="logs")
@@ -40,7 +41,7 @@ def main() -> int:
     from tuner.model_source import parse_input_size, prepare_model
     from tuner.search import tuning_dir
 
-    target_def = get_target("x86-vnni")
+    target_def = get_target(args.target)
     target_def.check_available()
     tdict = target_def.tvm_target()
     threads = target_def.num_threads()
@@ -69,8 +70,9 @@ def main() -> int:
 
     if not args.skip_untuned:
         measure("tvm_untuned", None)
-    work = tuning_dir(args.log_dir, "x86-vnni", tdict)
-    stats = tb.tune(mod, target, work, args.trials, report=lambda m: print(m, flush=True))
+    work = tuning_dir(args.log_dir, target_def.name, tdict)
+    stats = tb.tune(mod, target, work, args.trials, report=lambda m: print(m, flush=True),
+                    int8_kernel=target_def.int8_kernel)
     print(f"tuning: {stats}", flush=True)
     measure(f"tvm_tuned_{args.trials}", work)
     results["onnxruntime"] = ort.latency(x, budget_s=args.budget)
