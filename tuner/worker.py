@@ -17,14 +17,15 @@ import traceback
 
 
 def check_and_time(run, latency, numerics: str, spec: dict, report) -> dict:
-    """Check ``run`` against the ONNX Runtime FP32 reference on two structured inputs
+    """Check ``run`` against ONNX Runtime running ``spec["onnx_path"]`` (the FP32 model; for
+    a TVM int8 build its QDQ model in exact form) on two structured inputs
     (``exact`` or ``approx``), then time ``latency`` on a third: the same for every
     backend, so their numbers compare."""
     from targets.check import compare, compare_approx
     from targets.inputs import structured_input
     from targets.onnxruntime_backend import ORTSession
 
-    report("checking numerics against the ONNX Runtime FP32 reference")
+    report(f"checking numerics against ONNX Runtime on {os.path.basename(spec['onnx_path'])}")
     ref = ORTSession(spec["onnx_path"])
     shape = tuple(spec["input_shape"])
     worst = None
