@@ -29,6 +29,9 @@ def main() -> int:
     ap.add_argument("--id", type=int, default=None,
                     help="the TVM candidate to time (default: the fastest whose AP is within "
                          "--ap-tolerance of the best baseline's AP)")
+    ap.add_argument("--also", type=int, action="append", default=[],
+                    help="another TVM candidate to time in the same rounds (repeatable), e.g. "
+                         "the fp32 point of the same tuning budget")
     ap.add_argument("--ap-tolerance", type=float, default=0.01)
     args = ap.parse_args()
 
@@ -80,6 +83,13 @@ def main() -> int:
     compare(vm.run(x), ORTSession(own_ref).run(x), rtol=rtol)
     fn, arg = vm.vm["main"], vm.tvm.runtime.tensor(x, vm.dev)
     runners[f"tvm p{best.prune_ratio:.2f} {best.quant} {best.schedule_label}"] = lambda: fn(arg)
+    for other in (r for i in args.also for r in tvm_recs if r.id == i):
+        ovm = LocalVM(other.artifact_path)
+        oref = (exact_reference(other.artifact_path[:-3] + ".qdq.onnx") if other.quant == "int8"
+                else other.model_path)
+        compare(ovm.run(x), ORTSession(oref).run(x), rtol=NUMERICS[other.quant][1])
+        runners[f"tvm p{other.prune_ratio:.2f} {other.quant} {other.schedule_label}"] = (
+            lambda f=ovm.vm["main"], a=ovm.tvm.runtime.tensor(x, ovm.dev): f(a))
     model = PreparedModel(args.model, "zoo", onnx_path, best.model_hash, shape, tuple(ref.shape),
                           None, None, 0)
     calib = calibration_inputs(model)
