@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Int8Kernel, broadcast_a
+from .base import Int8Kernel, broadcast_a, dot_impl
 
 
 def pmadd_impl(bits: int):
-    """The 16-lane step as 512 / ``bits`` halves of ``vpmaddubsw`` + ``vpmaddwd``."""
+    """The 16-lane step as 512 / ``bits`` register steps of ``vpmaddubsw`` + ``vpmaddwd``."""
     from tvm.script import tirx as T
 
     lanes = bits // 32  # int32 lanes per register
@@ -33,33 +33,7 @@ def pmadd_impl(bits: int):
                                     B.vload([lo, 0], dtype=i8), dtype=i16),
             T.broadcast(T.int16(1), 2 * lanes), dtype=i32)
 
-    if lanes == 16:
-        @T.prim_func(s_tir=True)
-        def impl512(
-            A: T.Buffer((4,), "uint8", offset_factor=1),
-            B: T.Buffer((16, 4), "int8", offset_factor=1),
-            C: T.Buffer((16,), "int32", offset_factor=1),
-        ) -> None:
-            with T.sblock("root"):
-                T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-                T.writes(C[0:16])
-                C[T.ramp(T.int32(0), 1, 16)] = step(A, B, C, 0)
-
-        return impl512
-
-    @T.prim_func(s_tir=True)
-    def impl256(
-        A: T.Buffer((4,), "uint8", offset_factor=1),
-        B: T.Buffer((16, 4), "int8", offset_factor=1),
-        C: T.Buffer((16,), "int32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-            T.writes(C[0:16])
-            C[T.ramp(T.int32(0), 1, 8)] = step(A, B, C, 0)
-            C[T.ramp(T.int32(8), 1, 8)] = step(A, B, C, 8)
-
-    return impl256
+    return dot_impl(lanes, step)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Int8Kernel, broadcast_a
+from .base import Int8Kernel, broadcast_a, dot_impl
 
 
 @dataclass(frozen=True)
@@ -23,22 +23,11 @@ class AVXVNNIKernel(Int8Kernel):
         from tvm.script import tirx as T
 
         a = broadcast_a(8)
-        dot = "llvm.x86.avx512.vpdpbusd.256"
 
-        @T.prim_func(s_tir=True)
-        def avxvnni_impl(
-            A: T.Buffer((4,), "uint8", offset_factor=1),
-            B: T.Buffer((16, 4), "int8", offset_factor=1),
-            C: T.Buffer((16,), "int32", offset_factor=1),
-        ) -> None:
-            with T.sblock("root"):
-                T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-                T.writes(C[0:16])
-                C[T.ramp(T.int32(0), 1, 8)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(dot), C.vload([0], dtype="int32x8"), a(A),
-                    B.vload([0, 0], dtype="int8x32"), dtype="int32x8")
-                C[T.ramp(T.int32(8), 1, 8)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(dot), C.vload([8], dtype="int32x8"), a(A),
-                    B.vload([8, 0], dtype="int8x32"), dtype="int32x8")
+        def step(A, B, C, lo):
+            return T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.256"),
+                C.vload([lo], dtype="int32x8"), a(A), B.vload([lo, 0], dtype="int8x32"),
+                dtype="int32x8")
 
-        return avxvnni_impl
+        return dot_impl(8, step)

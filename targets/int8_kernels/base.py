@@ -50,6 +50,27 @@ class Int8Kernel:
         return self.intrin
 
 
+def dot_impl(lanes: int, step):
+    """The intrinsic's implementation: 16 / ``lanes`` unrolled register steps, each
+    ``C[lo:lo+lanes] = step(A, B, C, lo)`` (an expression of the family's LLVM intrinsics;
+    one expression, since named temporaries would become local buffers)."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        A: T.Buffer((4,), "uint8", offset_factor=1),
+        B: T.Buffer((16, 4), "int8", offset_factor=1),
+        C: T.Buffer((16,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            for h in T.unroll(16 // lanes):
+                C[T.ramp(h * lanes, 1, lanes)] = step(A, B, C, h * lanes)
+
+    return impl
+
+
 def broadcast_a(lanes: int):
     """A's 4 u8 values (one int32) broadcast to ``lanes`` int32 lanes, as u8 x 4*lanes."""
     from tvm.script import tirx as T

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Int8Kernel, broadcast_a
+from .base import Int8Kernel, broadcast_a, dot_impl
 
 
 @dataclass(frozen=True)
@@ -26,20 +26,10 @@ class VNNIKernel(Int8Kernel):
 
         a = broadcast_a(16)
 
-        @T.prim_func(s_tir=True)
-        def vnni_impl(
-            A: T.Buffer((4,), "uint8", offset_factor=1),
-            B: T.Buffer((16, 4), "int8", offset_factor=1),
-            C: T.Buffer((16,), "int32", offset_factor=1),
-        ) -> None:
-            with T.sblock("root"):
-                T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-                T.writes(C[0:16])
-                # one expression (named temporaries would become local buffers)
-                C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                    C.vload([0], dtype="int32x16"), a(A), B.vload([0, 0], dtype="int8x64"),
-                    dtype="int32x16",
-                )
+        def step(A, B, C, lo):
+            return T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+                C.vload([lo], dtype="int32x16"), a(A), B.vload([lo, 0], dtype="int8x64"),
+                dtype="int32x16")
 
-        return vnni_impl
+        return dot_impl(16, step)
