@@ -12,6 +12,23 @@ from dataclasses import dataclass
 from .base import Int8Kernel, broadcast_a, dot_impl
 
 
+def vpdpbusd_impl(bits: int):
+    """The 16-lane step as 512 / ``bits`` ``vpdpbusd`` (``bits`` 256: AVX-VNNI or
+    AVX512-VL; 512: AVX512-VNNI)."""
+    from tvm.script import tirx as T
+
+    lanes = bits // 32
+    a = broadcast_a(lanes)
+    i32, i8 = f"int32x{lanes}", f"int8x{4 * lanes}"
+    dot = f"llvm.x86.avx512.vpdpbusd.{bits}"
+
+    def step(A, B, C, lo):
+        return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(dot), C.vload([lo], dtype=i32),
+                                       a(A), B.vload([lo, 0], dtype=i8), dtype=i32)
+
+    return dot_impl(lanes, step)
+
+
 @dataclass(frozen=True)
 class AVXVNNIKernel(Int8Kernel):
     name: str = "avxvnni"
@@ -20,14 +37,4 @@ class AVXVNNIKernel(Int8Kernel):
     weight_bits: int = 8
 
     def impl(self):
-        from tvm.script import tirx as T
-
-        a = broadcast_a(8)
-
-        def step(A, B, C, lo):
-            return T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.256"),
-                C.vload([lo], dtype="int32x8"), a(A), B.vload([lo, 0], dtype="int8x32"),
-                dtype="int32x8")
-
-        return dot_impl(8, step)
+        return vpdpbusd_impl(256)

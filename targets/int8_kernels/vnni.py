@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Int8Kernel, broadcast_a, dot_impl
+from .avxvnni import vpdpbusd_impl
+from .base import Int8Kernel
 
 
 @dataclass(frozen=True)
@@ -22,14 +23,4 @@ class VNNIKernel(Int8Kernel):
     weight_bits: int = 8
 
     def impl(self):
-        from tvm.script import tirx as T
-
-        a = broadcast_a(16)
-
-        def step(A, B, C, lo):
-            return T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                C.vload([lo], dtype="int32x16"), a(A), B.vload([lo, 0], dtype="int8x64"),
-                dtype="int32x16")
-
-        return dot_impl(16, step)
+        return vpdpbusd_impl(512)
