@@ -30,9 +30,10 @@ class X86Target(Target):
     ``isa`` (a level of :mod:`targets.cpu_isa`), ``mcpu`` (and ``mattr`` if the CPU
     name lacks a feature), ``int8_kernel`` and ``int8_weight_bits``.
 
-    Contract: ``tvm_target()`` is an LLVM target whose features are exactly the level's
-    (a build never uses an instruction the level lacks); ``check_available()`` passes
-    iff this host (as ``PTUNER_HOST_ISA`` shows it) has the level.
+    Contract: ``tvm_target()`` is an LLVM target for a CPU name whose features the CPUs of
+    the level have (``haswell`` for AVX2, ``cascadelake`` for VNNI, ...), so its builds run
+    on all of them; ``check_available()`` passes iff this host (as ``PTUNER_HOST_ISA``
+    shows it) has the level; the int8 kernel is exact for ``int8_weight_bits``.
     """
 
     isa: str = ""
