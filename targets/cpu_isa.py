@@ -39,6 +39,14 @@ LEVELS: dict[str, frozenset[str]] = {
     "vnni": _AVX512 | {"avx512_vnni"},
 }
 
+#: level -> how messages name it
+LEVEL_NAMES: dict[str, str] = {
+    "avx2": "AVX2 and FMA",
+    "avxvnni": "AVX-VNNI",
+    "avx512": "AVX-512 (F/BW/DQ/VL)",
+    "vnni": "AVX-512 VNNI",
+}
+
 #: the best level first: what ``--target x86`` resolves to on a host that has several
 PREFERENCE = ("vnni", "avx512", "avxvnni", "avx2")
 

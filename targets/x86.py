@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import Target, TargetUnavailable
-from .cpu_isa import HostISAError, host_isa
+from .cpu_isa import LEVEL_NAMES, HostISAError, host_isa
 
 #: the alias that resolves to this host's best x86 target
 HOST_ALIAS = "x86"
@@ -65,8 +65,7 @@ class X86Target(Target):
 
     @property
     def isa_name(self) -> str:
-        return {"avx2": "AVX2 and FMA", "avxvnni": "AVX-VNNI", "avx512": "AVX-512 (F/BW/DQ/VL)",
-                "vnni": "AVX-512 VNNI"}[self.isa]
+        return LEVEL_NAMES[self.isa]
 
     def describe(self) -> dict:
         return {**super().describe(), "isa": self.isa}
