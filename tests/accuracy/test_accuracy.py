@@ -180,6 +180,55 @@ def test_coco_sample_oracle():
         assert sum(p.image_id == img_id for p in capped) == sum(p.image_id == img_id for p in people)
 
 
+EXTRA = ["left_finger", "right_finger", "left_toe", "right_toe"]
+
+
+def _more_names(data: dict, layout: str) -> dict:
+    """``data`` with 21 keypoint names: Human-Art's layout (``keypoints`` the 17 COCO
+    triplets, ``keypoints_21`` all) or every triplet in ``keypoints``, names reordered."""
+    from tuner.accuracy.dataset import COCO_KEYPOINT_NAMES
+
+    data = json.loads(json.dumps(data))
+    coco = list(COCO_KEYPOINT_NAMES)
+    names = coco + EXTRA if layout == "humanart" else EXTRA[:2] + coco[::-1] + EXTRA[2:]
+    for cat in data["categories"]:
+        cat["keypoints"] = names
+        cat.pop("skeleton", None)
+    for i, a in enumerate(data["annotations"]):
+        trip = {n: a["keypoints"][3 * j:3 * j + 3] for j, n in enumerate(coco)}
+        trip.update({n: [float(i), 2.0 * i, 2] for n in EXTRA})
+        full = [v for n in names for v in trip[n]]
+        if layout == "humanart":
+            a["keypoints_21"] = full
+        else:
+            a["keypoints"] = full
+    return data
+
+
+@pytest.mark.parametrize("layout", ["humanart", "all-in-keypoints"])
+def test_category_with_more_names_reads_as_coco(synth, synth_people, tmp_path, layout):
+    ann, images = synth
+    p = tmp_path / "more.json"
+    p.write_text(json.dumps(_more_names(json.loads(Path(ann).read_text()), layout)))
+    people = load_coco_keypoints(p, images)
+    assert [q.ann_id for q in people] == [q.ann_id for q in synth_people]
+    for q, ref in zip(people, synth_people):
+        np.testing.assert_array_equal(q.keypoints, ref.keypoints)
+    assert people[0].gt.category["keypoints"][0] == "nose"
+    res = evaluate(oracle(), people, INPUT, with_meta=True)
+    assert res.ap > 0.95, res
+
+
+def test_category_without_the_coco_names_keeps_its_own(synth, tmp_path):
+    data = json.loads(Path(synth[0]).read_text())
+    for cat in data["categories"]:
+        cat["keypoints"] = [f"k{i}" for i in range(17)]
+    p = tmp_path / "other.json"
+    p.write_text(json.dumps(data))
+    people = load_coco_keypoints(p, synth[1])
+    assert people[0].gt.category["keypoints"][0] == "k0"
+
+
 # --------------------------------------------------------------------------- bad inputs
 
 

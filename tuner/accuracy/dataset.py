@@ -142,6 +142,36 @@ def _parse_coco(ann_path: PathLike) -> tuple[dict, dict]:
     return data, person
 
 
+def coco17_view(person: dict, annotations: list[dict], ann_path: str) -> tuple[dict, list[dict]]:
+    """The person category and its annotations reduced to the 17 COCO keypoints, when the
+    category names more keypoints than COCO's and all 17 COCO names are among them (as in
+    Human-Art, whose category lists 21 names). Keypoints are taken by name, in COCO order,
+    from annotations holding one triplet per category name; annotations that hold 17
+    triplets already hold the COCO ones (Human-Art's ``keypoints``, beside its
+    ``keypoints_21``). Other categories are returned unchanged."""
+    names = list(person["keypoints"])
+    if len(names) <= len(COCO_KEYPOINT_NAMES) or not set(COCO_KEYPOINT_NAMES) <= set(names):
+        return person, annotations
+    index = [names.index(n) for n in COCO_KEYPOINT_NAMES]
+    out = []
+    for a in annotations:
+        kps = a.get("keypoints")
+        if kps is not None and len(kps) == 3 * len(names):
+            trip = np.asarray(kps, dtype=np.float64).reshape(len(names), 3)[index]
+            a = {**a, "keypoints": trip.ravel().tolist(),
+                 "num_keypoints": int((trip[:, 2] > 0).sum())}
+        elif kps is not None and len(kps) != 3 * len(COCO_KEYPOINT_NAMES):
+            raise ValueError(
+                f"{ann_path}: annotation {a.get('id')} has {len(kps) // 3} keypoints "
+                f"({len(kps)} numbers); the category {person.get('name')!r} names {len(names)} "
+                f"and COCO {len(COCO_KEYPOINT_NAMES)}")
+        out.append(a)
+    category = {k: v for k, v in person.items() if k != "skeleton"}
+    category["keypoints"] = list(COCO_KEYPOINT_NAMES)
+    category["skeleton"] = [list(s) for s in COCO_SKELETON]
+    return category, out
+
+
 def load_image(path: PathLike) -> np.ndarray:
     """An image file as an RGB uint8 array (H, W, 3)."""
     from PIL import Image
@@ -155,7 +185,9 @@ def load_coco_keypoints(ann_path: PathLike, images_dir: PathLike,
     """Person instances of a COCO keypoint file, ready for top-down evaluation.
 
     Keeps annotations of the person category with ``iscrowd == 0`` and
-    ``num_keypoints > 0``, ordered by (image id, annotation id).
+    ``num_keypoints > 0``, ordered by (image id, annotation id). A category with more
+    keypoints than COCO's that names all 17 COCO ones is read as COCO
+    (:func:`coco17_view`).
 
     ``max_people`` caps the number of instances but never splits an image
     (an image's unpredicted people would count as misses in AP): images are
@@ -169,13 +201,15 @@ def load_coco_keypoints(ann_path: PathLike, images_dir: PathLike,
     """
     data, person = _parse_coco(ann_path)
     ann_path = str(ann_path)
-    num_kp = len(person["keypoints"])
     images = {}
     for im in data["images"]:
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise _bad(ann_path, f"an image record lacks 'id'/'file_name': {im!r:.200}")
         images[int(im["id"])] = im
-    person_anns = [a for a in data["annotations"] if a.get("category_id") == person["id"]]
+    person, person_anns = coco17_view(
+        person, [a for a in data["annotations"] if a.get("category_id") == person["id"]],
+        ann_path)
+    num_kp = len(person["keypoints"])
 
     by_image: dict[int, list[dict]] = {}
     for a in person_anns:
