@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="zoo model name, an .onnx file, or package.module:factory (default: "
                         "shufflenetv2_fpn, trained on the built-in data)")
     p.add_argument("--input-size", default=None, help="HxW for zoo/PyTorch models (default 256x192)")
+    p.add_argument("--output", default=None,
+                   help="the ONNX output that is the pose head, or X,Y for SimCC vectors, where "
+                        "several outputs could be (default: found by shape)")
     p.add_argument("--space", default=None,
                    help="search space TOML file (default: search_space/default.toml); the "
                         "flags below override its dimensions")
@@ -134,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True, help="hardware target (see `tuner targets`)")
     p.add_argument("--model", default="shufflenetv2_fpn", help="zoo name, .onnx file or module:factory")
     p.add_argument("--input-size", default=None, help="HxW for zoo/PyTorch models (default 256x192)")
+    p.add_argument("--output", default=None,
+                   help="the ONNX output that is the pose head, or X,Y for SimCC vectors, where "
+                        "several outputs could be (default: found by shape)")
     p.add_argument("--quant", choices=("fp32", "fp16"), default="fp32",
                    help="fp32 or fp16 (int8 needs calibration: use tuner search)")
     p.add_argument("--out", required=True, help="the library to write (.so)")
@@ -264,6 +270,7 @@ def cmd_search(args) -> int:
 
     cfg = SearchConfig(
         target=args.target, model=args.model, input_size=parse_input_size(args.input_size),
+        output=args.output,
         space=_space(args), log_dir=args.log_dir, db_url=args.db, force=args.force,
         timeout_s=args.timeout, measure_budget_s=args.measure_budget, threads=args.threads,
         tracker=args.tracker, rpc_key=args.rpc_key, cuda_arch=args.cuda_arch,
@@ -408,7 +415,7 @@ def cmd_build(args) -> int:
     if not args.out.endswith(".so"):
         raise UserError(f"--out must name a .so file, got {args.out!r}")
     model = prepare_model(args.model, parse_input_size(args.input_size),
-                          os.path.join(args.log_dir, "models"))
+                          os.path.join(args.log_dir, "models"), output=args.output)
     result = run_in_child(
         {"kind": "build", "onnx_path": model.onnx_path, "tvm_target": target.tvm_target(),
          "quant": args.quant, "artifact_path": args.out},

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from .records import CandidateRecord
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 KEY_FIELDS = ("model_hash", "target", "backend", "prune_ratio", "quant", "schedule", "trials",
               "variant", "target_config")
 
@@ -71,6 +71,7 @@ class ParetoDB:
         )
         types = {
             "model_name": sa.String(128), "model_hash": sa.String(64), "target": sa.String(64),
+            "cleaned_hash": sa.String(64),
             "backend": sa.String(32), "prune_ratio": sa.Float, "quant": sa.String(16),
             "schedule": sa.String(32), "trials": sa.Integer, "status": sa.String(16),
             "variant": sa.String(128), "finetune_steps": sa.Integer,
@@ -151,8 +152,8 @@ class ParetoDB:
                         )
                     if version == 1:
                         self._migrate_v1(conn)
-                    elif version == 2:
-                        self._migrate_v2(conn)
+                    elif version in (2, 3):
+                        self._add_columns(conn)
                     elif version < SCHEMA_VERSION:
                         raise DatabaseError(
                             f"database {self.url} has an unknown schema v{version}; "
@@ -173,12 +174,14 @@ class ParetoDB:
             raise DatabaseError(f"cannot open database {self.url}: {exc.__class__.__name__}: "
                                 f"{str(exc).splitlines()[0]}") from None
 
-    def _migrate_v2(self, conn) -> None:
-        """v2 -> v3: provenance columns ``target_json`` and ``device`` (NULL on old rows);
-        the nightly tables are created by ``create_all``."""
+    def _add_columns(self, conn) -> None:
+        """v2 or v3 -> v4 by adding the columns they lack, NULL on old rows: v3's provenance
+        columns ``target_json`` and ``device``, v4's ``cleaned_hash``; the nightly tables
+        (v3) are created by ``create_all``."""
         sa = self.sa
         have = {c["name"] for c in sa.inspect(conn).get_columns("candidates")}
-        for name, typ in (("target_json", "TEXT"), ("device", "VARCHAR(256)")):
+        for name, typ in (("target_json", "TEXT"), ("device", "VARCHAR(256)"),
+                          ("cleaned_hash", "VARCHAR(64)")):
             if name not in have:
                 conn.execute(sa.text(f"ALTER TABLE candidates ADD COLUMN {name} {typ}"))
         self._set_version(conn)
@@ -188,9 +191,9 @@ class ParetoDB:
                      .values(value=str(SCHEMA_VERSION)))
 
     def _migrate_v1(self, conn) -> None:
-        """v1 -> v3: the ``variant`` and ``target_config`` key columns and ``finetune_steps``
+        """v1 -> v4: the ``variant`` and ``target_config`` key columns and ``finetune_steps``
         (rows keep their ids; v1 rows are plain-model points: variant '', target config
-        unknown (''), not fine-tuned), and v3's provenance columns."""
+        unknown (''), not fine-tuned), and the later columns (NULL)."""
         sa = self.sa
         old = sa.Table("candidates", sa.MetaData(), autoload_with=conn)
         rows = [dict(r._mapping) for r in conn.execute(sa.select(old))]

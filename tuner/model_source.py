@@ -2,8 +2,11 @@
 
 ``--model`` accepts a zoo name (``mobilenetv2_deconv``), an ONNX file (``pose.onnx``) or
 a PyTorch factory (``package.module:function`` returning an ``nn.Module``). Whatever the
-source, the tuner works from an ONNX file: it is the reference (ONNX Runtime), the TVM
-import and the model identity (sha256 of its bytes).
+source, the tuner works from an ONNX file, cleaned first (:mod:`tuner.onnx_clean`: legacy
+attributes, opset upgrade, BatchNormalization folding, checked equal to the original). The
+cleaned file is the reference (ONNX Runtime), the input of ONNX Runtime's and OpenVINO's
+quantizers and the TVM import; the model's identity is the sha256 of the file the user
+gave (or of the export), and the cleaned file's hash is kept beside it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ class PreparedModel:
     param_count: int | None
     flops: float | None
     file_size_bytes: int
+    #: hash of the cleaned ONNX file (``onnx_path``) and what cleaning did
+    cleaned_hash: str = ""
+    cleanup: str = ""
 
     @property
     def input_shape_text(self) -> str:
@@ -59,35 +65,57 @@ def file_hash(path: str) -> str:
     return h.hexdigest()[:16]
 
 
-def _check_heatmap_output(path: str, name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Run the ONNX model once; return (input shape, output shape) if it emits heatmaps."""
+def _check_pose_output(path: str, name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Run the cleaned ONNX model once; return (input shape, output shape) if its output is
+    a pose head a decoder reads (heatmaps, or SimCC x and y concatenated)."""
     import onnxruntime as ort
 
     from targets.inputs import structured_input
+
+    from .accuracy.decode import get_decoder
 
     try:
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"ONNX Runtime cannot load {name}: {str(exc).splitlines()[0]}") from None
-    inputs = sess.get_inputs()
-    if len(inputs) != 1:
-        raise ModelError(f"{name} has {len(inputs)} inputs; a pose model takes one image tensor")
-    shape = inputs[0].shape
-    if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise ModelError(
-            f"{name} input shape {shape} is not a static NCHW image shape; export it with a "
-            "fixed shape (1, 3, H, W)"
-        )
-    x = structured_input(tuple(shape), seed=0)
-    out = sess.run(None, {inputs[0].name: x})[0]
-    if out.ndim != 4 or out.shape[0] != shape[0] or out.shape[2] < 2 or out.shape[3] < 2:
-        raise ModelError(
-            f"{name} outputs shape {tuple(out.shape)}, which is not a heatmap; a top-down pose "
-            "model must output (1, K, H/s, W/s)"
-        )
+    shape = tuple(int(d) for d in sess.get_inputs()[0].shape)
+    out = sess.run(None, {sess.get_inputs()[0].name: structured_input(shape, seed=0)})[0]
+    try:
+        get_decoder([out.shape], shape[2:], num_keypoints=out.shape[1])
+    except ValueError as exc:
+        raise ModelError(f"{name}: {exc}") from None
     if not np.all(np.isfinite(out)):
         raise ModelError(f"{name} outputs NaN or Inf on a test image")
-    return tuple(int(d) for d in shape), tuple(int(d) for d in out.shape)
+    return shape, tuple(int(d) for d in out.shape)
+
+
+def clean_model(path: str, name: str, out_dir: str, say=lambda _m: None,
+                output: str | None = None):
+    """The cleaned copy of ``path`` under ``out_dir`` (:func:`tuner.onnx_clean.clean_onnx`),
+    reused when one was made from the same bytes (and ``output``) before."""
+    import json
+
+    from .onnx_clean import CleanedModel, CleanupError, clean_onnx, sha16
+
+    tag = f"-{sha16(output.encode())[:8]}" if output else ""
+    base = os.path.join(out_dir, f"{name}-{file_hash(path)}{tag}.clean")
+    if os.path.exists(base + ".json") and os.path.exists(base + ".onnx"):
+        with open(base + ".json", encoding="utf-8") as f:
+            info = json.load(f)
+        info["steps"] = tuple(info["steps"])
+        info["original_outputs"] = tuple(info["original_outputs"])
+        cleaned = CleanedModel(**info)
+        if cleaned.path == base + ".onnx" and file_hash(cleaned.path) == cleaned.cleaned_hash:
+            return cleaned
+    try:
+        cleaned = clean_onnx(path, base + ".onnx", say, output)
+    except CleanupError as exc:
+        raise ModelError(f"{name}: {exc}") from None
+    from dataclasses import asdict
+
+    with open(base + ".json", "w", encoding="utf-8") as f:
+        json.dump(asdict(cleaned), f, indent=1)
+    return cleaned
 
 
 def _onnx_params(path: str) -> int:
@@ -97,7 +125,7 @@ def _onnx_params(path: str) -> int:
     return int(sum(int(np.prod(t.dims)) for t in model.graph.initializer))
 
 
-def _from_onnx(path: str) -> PreparedModel:
+def _from_onnx(path: str, out_dir: str, say, output: str | None) -> PreparedModel:
     import onnx
 
     if not os.path.isfile(path):
@@ -109,13 +137,16 @@ def _from_onnx(path: str) -> PreparedModel:
             f"{path} is not a valid ONNX model ({str(exc).splitlines()[0][:200]}); "
             "re-export it or check the file is complete"
         ) from None
-    in_shape, out_shape = _check_heatmap_output(path, path)
     name = os.path.splitext(os.path.basename(path))[0]
-    return PreparedModel(name, "onnx", os.path.abspath(path), file_hash(path), in_shape,
-                         out_shape, _onnx_params(path), None, os.path.getsize(path))
+    cleaned = clean_model(path, name, out_dir, say, output)
+    in_shape, out_shape = _check_pose_output(cleaned.path, path)
+    return PreparedModel(name, "onnx", os.path.abspath(cleaned.path), cleaned.original_hash,
+                         in_shape, out_shape, _onnx_params(cleaned.path), None,
+                         os.path.getsize(cleaned.path), cleaned.cleaned_hash, cleaned.summary())
 
 
-def _from_torch(module, name: str, source: str, input_size, out_dir: str) -> PreparedModel:
+def _from_torch(module, name: str, source: str, input_size, out_dir: str,
+                say) -> PreparedModel:
     from .zoo.export import count_flops, count_params, export_onnx
 
     h, w = input_size
@@ -124,10 +155,12 @@ def _from_torch(module, name: str, source: str, input_size, out_dir: str) -> Pre
         export_onnx(module, path, input_size=(h, w))
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"cannot export {name} to ONNX: {str(exc).splitlines()[0]}") from None
-    in_shape, out_shape = _check_heatmap_output(path, name)
+    cleaned = clean_model(path, name, out_dir, say)
+    in_shape, out_shape = _check_pose_output(cleaned.path, name)
     flops = float(count_flops(module, (h, w)))
-    return PreparedModel(name, source, os.path.abspath(path), file_hash(path), in_shape,
-                         out_shape, count_params(module), flops, os.path.getsize(path))
+    return PreparedModel(name, source, os.path.abspath(cleaned.path), cleaned.original_hash,
+                         in_shape, out_shape, count_params(module), flops,
+                         os.path.getsize(cleaned.path), cleaned.cleaned_hash, cleaned.summary())
 
 
 def load_torch_module(spec: str, input_size: tuple[int, int] | None):
@@ -162,12 +195,15 @@ def load_torch_module(spec: str, input_size: tuple[int, int] | None):
     return module.eval(), spec, "zoo", size
 
 
-def prepare_model(spec: str, input_size: tuple[int, int] | None, out_dir: str) -> PreparedModel:
-    """Turn ``--model`` into a :class:`PreparedModel` (exporting to ``out_dir`` if needed).
-    An ONNX file carries its own static shape (``input_size`` is ignored)."""
+def prepare_model(spec: str, input_size: tuple[int, int] | None, out_dir: str,
+                  say=lambda _m: None, output: str | None = None) -> PreparedModel:
+    """Turn ``--model`` into a :class:`PreparedModel`: exported (torch sources) and cleaned
+    into ``out_dir``. An ONNX file carries its own static shape (``input_size`` is
+    ignored); ``output`` names its pose head where several outputs could be. ``say``
+    hears what cleaning did."""
     os.makedirs(out_dir, exist_ok=True)
     loaded = load_torch_module(spec, input_size)
     if loaded is None:
-        return _from_onnx(spec)
+        return _from_onnx(spec, out_dir, say, output)
     module, name, source, size = loaded
-    return _from_torch(module, name, source, size, out_dir)
+    return _from_torch(module, name, source, size, out_dir, say)

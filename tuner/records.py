@@ -36,6 +36,8 @@ class CandidateRecord:
     error: str | None = None
     input_shape: str | None = None
     model_path: str | None = None  # the reference ONNX file the candidate was built from
+    #: hash of the cleaned ONNX file the pipeline used (``model_hash`` is the user's file's)
+    cleaned_hash: str | None = None
     latency_median_ms: float | None = None
     latency_p90_ms: float | None = None
     latency_mean_ms: float | None = None

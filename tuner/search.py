@@ -43,6 +43,8 @@ class SearchConfig:
     target: str = "x86"
     model: str = "shufflenetv2_fpn"
     input_size: tuple[int, int] | None = None
+    #: the ONNX output(s) that are the pose head, where several outputs could be
+    output: str | None = None
     space: SearchSpace = field(default=DEFAULT_SPACE)
     log_dir: str = "logs"
     db_url: str | None = None
@@ -201,6 +203,7 @@ def _record(key: dict, model: PreparedModel, result: dict, t0: float,
         **key, **(prov or {}), model_name=model.name, status=result.get("status", "failed"),
         error=result.get("error"), input_shape=model.input_shape_text,
         model_path=variant.onnx_path, finetune_steps=variant.finetune_steps,
+        cleaned_hash=model.cleaned_hash or None,
         latency_median_ms=result.get("latency_median_ms"),
         latency_p90_ms=result.get("latency_p90_ms"),
         latency_mean_ms=result.get("latency_mean_ms"),
@@ -505,7 +508,9 @@ def open_search(cfg: SearchConfig, say: Callable[[str], None] = print,
         tvm_target = {**tvm_target, "num-cores": threads}
 
     say(f"model {cfg.model}: exporting and checking")
-    model = prepare_model(cfg.model, cfg.input_size, os.path.join(cfg.log_dir, "models"))
+    model = prepare_model(cfg.model, cfg.input_size, os.path.join(cfg.log_dir, "models"),
+                          output=cfg.output)
+    say(f"model {model.name}: {model.cleanup} (hash {model.cleaned_hash})")
     say(f"model {model.name} ({model.source}, {model.model_hash}), input {model.input_shape_text}, "
         f"heatmaps {model.output_shape}; target {target.name} {json.dumps(tvm_target)}; "
         f"{n_points} candidates")

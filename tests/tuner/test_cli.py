@@ -136,7 +136,7 @@ def test_non_heatmap_model_is_refused(tmp_path, capsys):
     torch.onnx.export(Classifier(), (torch.randn(1, 3, 32, 32),), str(path), dynamo=False)
     err = _err(capsys, ["search", "--target", "x86", "--log-dir", str(tmp_path / "l"),
                         "--model", str(path)])
-    assert "not a heatmap" in err
+    assert "no output is a pose head" in err
 
 
 def test_newer_database_is_refused_untouched(searched, tmp_path, capsys):

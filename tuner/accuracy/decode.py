@@ -208,10 +208,12 @@ class SimCCDecoder(Decoder):
 
     def _check(self, output: Any) -> tuple[np.ndarray, np.ndarray]:
         out = to_numpy(output)
+        if not isinstance(out, list) and np.ndim(out) == 3:
+            out = self.split(np.asarray(out))
         if not isinstance(out, list) or len(out) != 2:
             shapes = output_shapes(out)
             raise ValueError(f"SimCCDecoder: expected two outputs (1, K, Wx) and (1, K, Hy), "
-                             f"got shapes {shapes}")
+                             f"or them concatenated (1, K, Wx + Hy), got shapes {shapes}")
         x, y = (np.asarray(o) for o in out)
         if x.ndim != 3 or y.ndim != 3 or x.shape[0] != 1 or y.shape[0] != 1:
             raise ValueError(f"SimCCDecoder: expected (1, K, Wx) and (1, K, Hy), got {x.shape} "
@@ -220,6 +222,21 @@ class SimCCDecoder(Decoder):
         _check_k("SimCCDecoder", y.shape[1], self.num_keypoints)
         _check_finite("SimCCDecoder", x, y)
         return x, y
+
+    def lengths(self) -> tuple[int, int]:
+        """(Wx, Hy): the lengths of the x and y vectors at this split ratio."""
+        H, W = self.input_size
+        return int(round(W * self.split_ratio)), int(round(H * self.split_ratio))
+
+    def split(self, xy: np.ndarray) -> list[np.ndarray]:
+        """The (x, y) vectors of one concatenated output (1, K, Wx + Hy), the form
+        :mod:`tuner.onnx_clean` gives a SimCC model (one output for every backend)."""
+        wx, hy = self.lengths()
+        if xy.shape[-1] != wx + hy:
+            raise ValueError(f"SimCCDecoder: a concatenated output has {wx} + {hy} = "
+                             f"{wx + hy} bins at split ratio {self.split_ratio:g}, got "
+                             f"shape {xy.shape}")
+        return [xy[..., :wx], xy[..., wx:]]
 
     def decode(self, output: Any) -> tuple[np.ndarray, np.ndarray]:
         x, y = self._check(output)
@@ -233,7 +250,10 @@ class SimCCDecoder(Decoder):
     def flip_back(self, output: Any, flip_pairs: Sequence[Sequence[int]]) -> list[np.ndarray]:
         x, y = self._check(output)
         perm = self._perm(x.shape[1], flip_pairs)
-        return [x[:, perm, ::-1].copy(), y[:, perm].copy()]
+        out = [x[:, perm, ::-1].copy(), y[:, perm].copy()]
+        if not isinstance(to_numpy(output), list):     # one concatenated output
+            return np.concatenate(out, axis=-1)
+        return out
 
 
 def get_decoder(output_shapes: Any, input_size: Sequence[int],
@@ -243,7 +263,8 @@ def get_decoder(output_shapes: Any, input_size: Sequence[int],
     ``output_shapes`` is one shape (e.g. ``(1, 17, 64, 48)``) or a list of
     shapes.  One 4-D output with the same integer stride on both axes ->
     :class:`HeatmapDecoder`; two 3-D outputs (1, K, Wx), (1, K, Hy) with
-    ``Wx / W == Hy / H`` -> :class:`SimCCDecoder`.  Anything else, or
+    ``Wx / W == Hy / H``, or one (1, K, Wx + Hy) holding both, ->
+    :class:`SimCCDecoder`.  Anything else, or
     K != ``num_keypoints``, raises ``ValueError``.
     """
     if len(input_size) != 2:
@@ -256,7 +277,7 @@ def get_decoder(output_shapes: Any, input_size: Sequence[int],
     shapes = [tuple(int(d) for d in s) for s in shapes]
     what = f"output shapes {shapes} for input (H, W) = {(H, W)}"
     supported = ("supported: one heatmap output (1, K, H/s, W/s), or two SimCC outputs "
-                 "(1, K, W*r) and (1, K, H*r)")
+                 "(1, K, W*r) and (1, K, H*r), or them concatenated (1, K, (W+H)*r)")
     if len(shapes) == 1 and len(shapes[0]) == 4:
         n, k, h, w = shapes[0]
         if n != 1:
@@ -277,4 +298,15 @@ def get_decoder(output_shapes: Any, input_size: Sequence[int],
             raise ValueError(f"cannot decode {what}: SimCC split ratios differ "
                              f"(x: {rx:g}, y: {ry:g})")
         return SimCCDecoder((H, W), rx, num_keypoints)
+    if len(shapes) == 1 and len(shapes[0]) == 3:
+        n, k, length = shapes[0]
+        r = length / (W + H)
+        if n != 1:
+            raise ValueError(f"cannot decode {what}: batch must be 1, got {n}")
+        _check_k("get_decoder", k, num_keypoints)
+        dec = SimCCDecoder((H, W), r, num_keypoints) if r > 0 else None
+        if dec is None or sum(dec.lengths()) != length or abs(dec.lengths()[0] - W * r) > 1e-6:
+            raise ValueError(f"cannot decode {what}: one 3-D output must hold SimCC x and y "
+                             f"vectors of one split ratio ({supported})")
+        return dec
     raise ValueError(f"cannot decode {what} ({supported})")

@@ -46,6 +46,7 @@ JOB_KEYS = {
     "model": "zoo name, .onnx file or package.module:factory",
     "target": "target name (see `tuner targets`)",
     "input_size": "HxW for zoo / PyTorch models",
+    "output": "the ONNX output that is the pose head (X,Y for SimCC) where several could be",
     "space": "search space TOML (default: the shipped default space)",
     "prune": "pruning ratios overriding the space's",
     "quant": "quantization modes overriding the space's",
@@ -77,6 +78,7 @@ class JobConfig:
     model: str
     target: str
     input_size: str | None = None
+    output: str | None = None
     space: str | None = None
     prune: tuple[float, ...] | None = None
     quant: tuple[str, ...] | None = None
@@ -149,7 +151,7 @@ def _job(raw: dict, defaults: dict, where: str) -> JobConfig:
             raise NightlyConfigError(f"{where}: '{req}' is required ({JOB_KEYS[req]})")
     kw: dict = {"model": data["model"], "target": data["target"]}
     try:
-        for k in ("input_size", "space", "tracker", "rpc_key", "cuda_arch"):
+        for k in ("input_size", "output", "space", "tracker", "rpc_key", "cuda_arch"):
             if k in data:
                 kw[k] = str(data[k])
         if "cuda_arch" in kw:

@@ -84,7 +84,7 @@ def search_config(job: JobConfig, cfg: NightlyConfig) -> SearchConfig:
         accuracy = synthetic_val(cfg.log_dir, job.val_images)
     return SearchConfig(
         target=job.target, model=job.model, input_size=parse_input_size(job.input_size),
-        space=space, log_dir=cfg.log_dir, timeout_s=job.timeout_s,
+        output=job.output, space=space, log_dir=cfg.log_dir, timeout_s=job.timeout_s,
         measure_budget_s=job.measure_budget_s, threads=job.threads, tracker=job.tracker,
         rpc_key=job.rpc_key, cuda_arch=job.cuda_arch,
         baselines=job.baselines, accuracy=accuracy,
