@@ -25,6 +25,7 @@ SCHEDULE_MODES = ("default", "metaschedule")
 SUPPORTED_QUANT = ("fp32", "fp16", "int8")
 PRUNE_IMPORTANCE = ("l1", "group_norm")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+RECOVERY_METHODS = ("auto", "finetune", "distill")
 DEFAULT_SPACE_FILE = Path(__file__).resolve().parent / "default.toml"
 
 
@@ -96,7 +97,11 @@ class PruningOptions:
 
     importance: str = "l1"      # l1 | group_norm
     round_to: int = 8           # kept channels rounded to a multiple of this
-    finetune_steps: int = 0     # fine-tuning steps after pruning (0: none)
+    finetune_steps: int = 0     # recovery steps after pruning (0: none)
+    #: how those steps recover accuracy: ``finetune`` on the built-in synthetic training
+    #: data (what the zoo models were trained on), ``distill`` from the unpruned model on
+    #: the user's images (no labels), ``auto``: fine-tune zoo models, distill the others
+    recovery: str = "auto"
 
     def __post_init__(self):
         if self.importance not in PRUNE_IMPORTANCE:
@@ -106,10 +111,24 @@ class PruningOptions:
             raise SearchSpaceError(f"pruning round_to must be >= 1, got {self.round_to}")
         if self.finetune_steps < 0:
             raise SearchSpaceError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
+        if self.recovery not in RECOVERY_METHODS:
+            raise SearchSpaceError(f"unknown pruning recovery {self.recovery!r}; known: "
+                                   f"{', '.join(RECOVERY_METHODS)}")
+
+    def method(self, zoo_model: bool) -> str:
+        """``finetune`` or ``distill``: what ``recovery`` means for a zoo model or another."""
+        if self.recovery == "auto":
+            return "finetune" if zoo_model else "distill"
+        return self.recovery
+
+    def tag_for(self, zoo_model: bool) -> str:
+        steps = f"{'ft' if self.method(zoo_model) == 'finetune' else 'kd'}{self.finetune_steps}"
+        return f"{self.importance}-r{self.round_to}-{steps}"
 
     @property
     def tag(self) -> str:
-        return f"{self.importance}-r{self.round_to}-ft{self.finetune_steps}"
+        """The tag of a zoo model's variants."""
+        return self.tag_for(True)
 
 
 @dataclass(frozen=True)
@@ -168,12 +187,13 @@ class SearchSpace:
         ]
         return sorted(dict.fromkeys(pts), key=lambda s: (s.trials, s.prune_ratio, s.quant))
 
-    def variant_tag(self, point: SearchPoint) -> str:
+    def variant_tag(self, point: SearchPoint, zoo_model: bool = True) -> str:
         """What, beyond the point itself, decides the built model: the pruning options for
-        a pruned point, the calibration for an int8 point ('' for the plain model)."""
+        a pruned point (their recovery as it applies to a zoo model or another), the
+        calibration for an int8 point ('' for the plain model)."""
         parts = []
         if point.prune_ratio > 0:
-            parts.append(self.pruning.tag)
+            parts.append(self.pruning.tag_for(zoo_model))
         if point.quant == "int8":
             parts.append(self.quantization.tag)
         return "/".join(parts)
@@ -226,7 +246,8 @@ class SearchSpace:
         return {
             "pruning": {"ratios": list(self.prune_ratios), "importance": self.pruning.importance,
                         "round_to": self.pruning.round_to,
-                        "finetune_steps": self.pruning.finetune_steps},
+                        "finetune_steps": self.pruning.finetune_steps,
+                        "recovery": self.pruning.recovery},
             "quantization": {"modes": list(self.quant_modes),
                              "calibration": self.quantization.calibration,
                              "calibration_images": self.quantization.calibration_images},

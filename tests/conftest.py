@@ -36,6 +36,36 @@ def tiny_onnx(tmp_path_factory):
     return str(path)
 
 
+def tiny_pose(act=None):
+    """A tiny pose model (torch, eval mode): conv+BN+``act`` twice at stride 2, then 17
+    heatmaps at stride 4, with BatchNorm statistics that are not the identity."""
+    import torch
+
+    act = act or torch.nn.ReLU
+    body = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, 2, 1, bias=False), torch.nn.BatchNorm2d(16), act(),
+        torch.nn.Conv2d(16, 24, 3, 2, 1, bias=False), torch.nn.BatchNorm2d(24), act(),
+        torch.nn.Conv2d(24, 17, 1))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in body:
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3, generator=gen)
+                m.running_var.uniform_(0.5, 1.5, generator=gen)
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.uniform_(-0.3, 0.3, generator=gen)
+    return body.eval()
+
+
+@pytest.fixture(scope="session")
+def opset8_bn_onnx(tmp_path_factory):
+    """:func:`tiny_pose` exported as corpus entry ``opset8-bn`` (unfused BatchNorm with the
+    legacy spatial attribute, opset 8) at 32x32: a CorpusModel."""
+    from tuner.zoo.corpus import export_entry
+
+    return export_entry("opset8-bn", tiny_pose(), (32, 32), str(tmp_path_factory.mktemp("o8")))
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
@@ -88,3 +118,16 @@ def local_devices():
     for proc in procs:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """Every entry of :mod:`tuner.zoo.corpus`, from a small untrained (BatchNorm
+    recalibrated) MobileNetV2 SimpleBaseline at 64x32: name -> CorpusModel."""
+    from tuner import zoo
+    from tuner.zoo.corpus import export_corpus
+
+    model = zoo.build_model("mobilenetv2_deconv", input_size=(64, 32), trained=False,
+                            width_mult=0.25, deconv_channels=32)
+    out = tmp_path_factory.mktemp("corpus")
+    return {c.name: c for c in export_corpus(model, (64, 32), str(out))}

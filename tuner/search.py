@@ -157,7 +157,8 @@ def make_variant(cfg: SearchConfig, model: PreparedModel, ratio: float,
     if ratio == 0:
         return ModelVariant.unpruned(model)
     opts = cfg.space.pruning
-    tag = opts.tag
+    zoo = model.source == "zoo"
+    tag, method = opts.tag_for(zoo), opts.method(zoo)
     base = os.path.join(cfg.log_dir, "models",
                         f"{model.name}-{model.model_hash}-p{ratio:.2f}-{tag}")
     info_path = base + ".json"
@@ -173,10 +174,16 @@ def make_variant(cfg: SearchConfig, model: PreparedModel, ratio: float,
                             "ONNX file can only be searched at pruning ratio 0")
     say(f"{head}: start")
     h, w = model.input_shape[2:]
+    acc = cfg.accuracy
     result = run_in_child(
         {"kind": "variant", "model": cfg.model, "input_size": [h, w], "prune_ratio": ratio,
          "importance": opts.importance, "round_to": opts.round_to,
-         "finetune_steps": opts.finetune_steps,
+         "finetune_steps": opts.finetune_steps, "recovery": method,
+         # distillation learns on, and AP before / after recovery is measured on, the
+         # accuracy data (the user's --coco-ann / --coco-images, else the synthetic split)
+         "eval_ann": acc.ann_path if acc else None,
+         "eval_images": acc.images_dir if acc else None,
+         "eval_max_people": acc.max_people if acc else None,
          "data_dir": os.path.join(cfg.log_dir, "data", "synthetic"), "out_path": base + ".onnx"},
         cfg.timeout_s, os.path.join(run_root, f"variant-p{ratio:.2f}-{tag}.log"),
         on_progress=lambda m: say(f"{head}: {m}"), threads=cfg.threads or os.cpu_count() or 1)
@@ -185,7 +192,9 @@ def make_variant(cfg: SearchConfig, model: PreparedModel, ratio: float,
         return ModelVariant(ratio, tag, None, None, None, None, result.get("error") or "failed")
     info = {k: result[k] for k in ("param_count", "flops", "finetune_steps")}
     with open(info_path, "w", encoding="utf-8") as f:
-        json.dump(info, f)
+        json.dump({**info, "recovery": method,
+                   **{k: result.get(k) for k in ("ap_unpruned", "ap_pruned", "ap_recovered")}},
+                  f)
     return ModelVariant(ratio, tag, base + ".onnx", **info)
 
 
@@ -304,7 +313,8 @@ class _PointRunner:
         """The database key of ``point`` for this model and target configuration."""
         return dict(model_hash=self.model.model_hash, target=self.target.name, backend="tvm",
                     prune_ratio=point.prune_ratio, quant=point.quant, schedule=point.schedule,
-                    trials=point.trials, variant=self.cfg.space.variant_tag(point),
+                    trials=point.trials,
+                    variant=self.cfg.space.variant_tag(point, self.model.source == "zoo"),
                     target_config=self.target_config)
 
     def evaluate(self, point: SearchPoint, build: bool = True,

@@ -72,18 +72,53 @@ def run_variant(spec: dict, report) -> dict:
            f"{2 * info.macs_before / 1e9:.2f} -> {2 * info.macs_after / 1e9:.2f} GFLOP, "
            f"{len(info.changed)} layers thinner")
     steps = int(spec.get("finetune_steps") or 0)
-    if steps:
-        from tuner.accuracy.train import finetune
-
-        report(f"fine-tuning {steps} steps")
-        finetune(pruned, steps, (h, w), data_dir=spec["data_dir"],
-                 progress=lambda m: report(f"fine-tune: {m}"))
+    aps = recover(spec, module, pruned, steps, (h, w), report) if steps else {}
     os.makedirs(os.path.dirname(spec["out_path"]), exist_ok=True)
     tmp = spec["out_path"] + f".tmp-{os.getpid()}.onnx"
     export_onnx(pruned.eval(), tmp, input_size=(h, w))
     os.replace(tmp, spec["out_path"])
     return {"status": "ok", "onnx_path": spec["out_path"], "param_count": count_params(pruned),
-            "flops": float(count_flops(pruned, (h, w))), "finetune_steps": steps}
+            "flops": float(count_flops(pruned, (h, w))), "finetune_steps": steps, **aps}
+
+
+def recover(spec: dict, teacher, pruned, steps: int, size, report) -> dict:
+    """Recover ``pruned``'s accuracy in place (``spec["recovery"]``: fine-tuning on the
+    synthetic data, or distillation from ``teacher`` on the accuracy data's images); for
+    distillation, the torch model's AP unpruned, pruned and distilled on that data."""
+    from tuner.accuracy.dataset import load_coco_keypoints
+    from tuner.accuracy.train import evaluate_model
+
+    people = []
+    if spec.get("eval_ann") and spec.get("recovery") == "distill":
+        from tuner.accuracy.train import _val_subset
+
+        people = _val_subset(load_coco_keypoints(spec["eval_ann"], spec["eval_images"]),
+                             spec.get("eval_max_people"))
+    aps = {}
+    if people:
+        aps["ap_unpruned"] = evaluate_model(teacher, people, size).ap
+        aps["ap_pruned"] = evaluate_model(pruned, people, size).ap
+    if spec.get("recovery") == "distill":
+        from tuner.accuracy.distill import distill, image_instances
+
+        if not spec.get("eval_images"):
+            raise ValueError("distillation needs images: pass --coco-ann / --coco-images")
+        report(f"distilling {steps} steps from the unpruned model on "
+               f"{os.path.basename(spec['eval_images'].rstrip('/'))}")
+        distill(pruned, teacher, steps, size,
+                image_instances(spec["eval_images"], spec.get("eval_ann")),
+                progress=lambda m: report(f"distill: {m}"))
+    else:
+        from tuner.accuracy.train import finetune
+
+        report(f"fine-tuning {steps} steps")
+        finetune(pruned, steps, size, data_dir=spec["data_dir"],
+                 progress=lambda m: report(f"fine-tune: {m}"))
+    if people:
+        aps["ap_recovered"] = evaluate_model(pruned, people, size).ap
+        report(f"AP (torch) unpruned {aps['ap_unpruned']:.3f}, pruned {aps['ap_pruned']:.3f}, "
+               f"after {spec.get('recovery')} {aps['ap_recovered']:.3f}")
+    return aps
 
 
 #: how closely each quantization mode's build must match its reference (see check_and_time)

@@ -156,3 +156,28 @@ def test_metaschedule_builds_cuda_candidates(tiny_onnx, quant):
         assert images == ["sm_90 cubin"]
     finally:
         shutil.rmtree(builder.dir, ignore_errors=True)
+
+
+def test_unfused_batchnorm_epilogues_tune_and_match(opset8_bn_onnx, tmp_path):
+    """The model as the user wrote it, not cleaned: opset 8, every conv followed by an
+    unfused BatchNormalization (legacy ``spatial``), so the tuned kernels carry the
+    subtract / divide / multiply / add epilogue and its constants are layout-free."""
+    import onnxruntime as ort
+
+    from targets import get_target
+    from targets.check import compare
+    from targets.inputs import structured_input
+    from targets.runner import LocalVM
+    from targets.tvm_builder import compile_module, import_onnx, prepare, tune
+
+    target = tvm.target.Target(get_target("x86").tvm_target())
+    mod = prepare(import_onnx(opset8_bn_onnx.path), target)
+    names = [gv.name_hint for gv in mod.functions]
+    assert any("subtract" in n and "divide" in n for n in names), names
+    stats = tune(mod, target, str(tmp_path / "tuning"), max_trials=8)
+    assert stats.trials_measured > 0
+    path = str(tmp_path / "m.so")
+    compile_module(mod, target, str(tmp_path / "tuning")).export_library(path)
+    x = structured_input((1, 3, 32, 32), seed=3)
+    ref = ort.InferenceSession(opset8_bn_onnx.path).run(None, {"input": x})[0]
+    compare(LocalVM(path).run(x), ref)

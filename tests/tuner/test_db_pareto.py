@@ -153,26 +153,31 @@ def test_v1_database_is_migrated_keeping_rows(tmp_path):
     con.close()
 
 
-def test_v2_database_gains_provenance_columns_and_nightly_tables(tmp_path):
-    path = tmp_path / "v2.sqlite"
+@pytest.mark.parametrize("version", [2, 3])
+def test_older_database_gains_the_new_columns_and_nightly_tables(tmp_path, version):
+    path = tmp_path / f"v{version}.sqlite"
     db = ParetoDB(f"sqlite:///{path}")
     db.upsert(rec(latency_median_ms=7.0))
     db.close()
-    con = sqlite3.connect(path)  # make it what a v2 pose-tuner wrote
-    for col in ("target_json", "device"):
+    con = sqlite3.connect(path)  # make it what that pose-tuner wrote
+    dropped = {2: ("target_json", "device", "cleaned_hash"), 3: ("cleaned_hash",)}[version]
+    for col in dropped:
         con.execute(f"alter table candidates drop column {col}")
-    con.execute("drop table work_items")
-    con.execute("drop table nightly_runs")
-    con.execute("update meta set value='2'")
+    if version == 2:
+        con.execute("drop table work_items")
+        con.execute("drop table nightly_runs")
+    con.execute(f"update meta set value='{version}'")
     con.commit()
     con.close()
     db = ParetoDB(f"sqlite:///{path}")
     (r,) = db.records()
-    assert r.latency_median_ms == 7.0 and r.device is None
-    db.upsert(rec(trials=8, device="host / cpu", target_json='{"kind": "llvm"}'))
-    assert db.find("h1", "x86-vnni", "tvm", 0.0, "fp32", "metaschedule", 8).device == "host / cpu"
+    assert r.latency_median_ms == 7.0 and r.device is None and r.cleaned_hash is None
+    db.upsert(rec(trials=8, device="host / cpu", target_json='{"kind": "llvm"}',
+                  cleaned_hash="c0ffee"))
+    new = db.find("h1", "x86-vnni", "tvm", 0.0, "fp32", "metaschedule", 8)
+    assert new.device == "host / cpu" and new.cleaned_hash == "c0ffee"
     con = sqlite3.connect(path)
-    assert con.execute("select value from meta").fetchone()[0] == str(SCHEMA_VERSION) == "3"
+    assert con.execute("select value from meta").fetchone()[0] == str(SCHEMA_VERSION) == "4"
     assert con.execute("select count(*) from work_items").fetchone() == (0,)
     con.close()
 
