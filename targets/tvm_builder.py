@@ -18,6 +18,7 @@ all of this in a child process with a timeout, so a crash here costs one candida
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -334,10 +335,36 @@ def trial_session(rpc_config):
     return connect(spec, timeout_s=rpc_config.session_timeout_sec)
 
 
+@contextlib.contextmanager
+def _unnamed_log_handlers_set_aside():
+    """MetaSchedule's logging set-up (``create_loggers``) lists every handler of its logger
+    by name and fails (``'NoneType' object has no attribute 'format'``) on one without a
+    name, such as a handler an application or test harness attached; such handlers are
+    set aside while tuning and put back after."""
+    import logging
+
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    aside = [h for h in logger.handlers if h.get_name() is None]
+    for h in aside:
+        logger.removeHandler(h)
+    try:
+        yield
+    finally:
+        for h in aside:
+            logger.addHandler(h)
+
+
 def _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, progress,
                  budgets, rpc_spec=None, int8_kernel=None) -> None:
     """Tune ``todo`` ((task, budget) pairs) in groups of equal budget, recording each
     group's budget as soon as it is done."""
+    with _unnamed_log_handlers_set_aside():
+        _tune_groups_now(todo, target, work_dir, seed, runner_timeout_s, builder, db,
+                         progress, budgets, rpc_spec, int8_kernel)
+
+
+def _tune_groups_now(todo, target, work_dir, seed, runner_timeout_s, builder, db, progress,
+                     budgets, rpc_spec, int8_kernel) -> None:
     for per_task in sorted({b for _, b in todo}):
         group = [t for t, b in todo if b == per_task]
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
