@@ -522,7 +522,7 @@ def open_search(cfg: SearchConfig, say: Callable[[str], None] = print,
                           output=cfg.output)
     say(f"model {model.name}: {model.cleanup} (hash {model.cleaned_hash})")
     say(f"model {model.name} ({model.source}, {model.model_hash}), input {model.input_shape_text}, "
-        f"heatmaps {model.output_shape}; target {target.name} {json.dumps(tvm_target)}; "
+        f"output {model.output_shape}; target {target.name} {json.dumps(tvm_target)}; "
         f"{n_points} candidates")
 
     tun_dir = tuning_dir(cfg.log_dir, target.name, tvm_target)

@@ -33,11 +33,10 @@ def test_opset8_unfused_batchnorm_model_tunes_quantizes_and_passes_the_check(ops
     entry = opset8_bn_onnx
     logs = tmp_path / "logs"
     assert _search(logs, entry.path, "--quant", "fp32,int8", "--schedules",
-                   "default,metaschedule:8", "--no-accuracy") == 0
+                   "metaschedule:8", "--no-accuracy") == 0
     rows = _rows(logs)
     assert sorted((q, s, st) for q, s, st, *_ in rows) == [
-        ("fp32", "default", "ok"), ("fp32", "metaschedule", "ok"),
-        ("int8", "default", "ok"), ("int8", "metaschedule", "ok")]
+        ("fp32", "metaschedule", "ok"), ("int8", "metaschedule", "ok")]
     for quant, _, _, _, rel, _, cleaned, path in rows:
         assert cleaned == file_hash(path) != file_hash(entry.path)
         assert quant == "int8" or rel < 1e-3
