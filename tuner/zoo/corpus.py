@@ -30,10 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..accuracy.dataset import IMAGENET_MEAN, IMAGENET_STD
 from .init import structured_inputs
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
