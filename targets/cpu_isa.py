@@ -2,7 +2,8 @@
 
 The host's features come from archspec (Spack's CPU detection: it reads /proc/cpuinfo on
 Linux, sysctl on macOS, and names the microarchitecture, e.g. ``zen3`` or
-``cascadelake``). Four ISA levels matter to pose-tuner; each is a set of features:
+``cascadelake``); the levels are read from the host's own flags, not from the named
+microarchitecture's list. Four ISA levels matter to pose-tuner; each is a set of features:
 
 ========== ======================================== =====================================
 level      features                                 int8 dot product
@@ -83,11 +84,17 @@ class HostISA:
 
 @lru_cache(maxsize=1)
 def _detected() -> tuple[str, frozenset[str]]:
-    """(microarchitecture name, features) of this host, as archspec sees it."""
-    import archspec.cpu
+    """(microarchitecture name, features) of this host, as archspec sees it.
 
-    host = archspec.cpu.host()
-    return host.name, frozenset(host.features)
+    The features are the host's own flags (archspec's ``detected_info``), not those of the
+    named microarchitecture: a virtual machine often hides a niche flag (a Zen 4 VM without
+    ``rdseed``), and archspec then names the generic ``x86_64_v4``, whose feature list
+    lacks AVX-512 VNNI although the host runs it.
+    """
+    import archspec.cpu
+    from archspec.cpu.detect import detected_info
+
+    return archspec.cpu.host().name, frozenset(detected_info().features)
 
 
 def host_features() -> frozenset[str]:

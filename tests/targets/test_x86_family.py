@@ -93,3 +93,26 @@ def test_cli_refuses_a_bad_host_isa_value_in_one_line(host, capsys, tmp_path):
     assert main(["search", "--target", "x86", "--log-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "allowed values: avx2, avx512, avxvnni, vnni" in err[0]
+
+
+def test_levels_come_from_the_host_flags_not_the_named_microarchitecture(monkeypatch):
+    """A Zen 4 VM that hides rdseed is named the generic x86_64_v4 by archspec, whose
+    feature list has no AVX-512 VNNI; the host's own flags have it, and they decide."""
+    import archspec.cpu
+    from archspec.cpu import detect
+
+    generic = archspec.cpu.TARGETS["x86_64_v4"]
+    assert "avx512_vnni" not in generic.features
+    raw = detect.Microarchitecture("zen4-vm", [], "AuthenticAMD",
+                                   set(VNNI_HOST[1]) | {"avx_vnni", "avx512_bf16"}, {})
+    monkeypatch.setattr(archspec.cpu, "host", lambda: generic)
+    monkeypatch.setattr(detect, "detected_info", lambda: raw)
+    monkeypatch.delenv(cpu_isa.HOST_ISA_ENV, raising=False)
+    cpu_isa._detected.cache_clear()
+    try:
+        isa = cpu_isa.host_isa()
+        assert isa.microarchitecture == "x86_64_v4"
+        assert isa.levels == ("vnni", "avx512", "avxvnni", "avx2")
+        assert "avx512_bf16" in cpu_isa.host_features()
+    finally:
+        cpu_isa._detected.cache_clear()
