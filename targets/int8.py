@@ -19,7 +19,8 @@ conv) as ``dequantize -> float conv2d -> quantize``: the convs still run in floa
   with a constant weight become a plain int32 dense (weight ``(O, K)``). Data movement
   between equal quantization parameters (``dequantize -> reshape / transpose / concat /
   slice / max-pool -> quantize``, ShuffleNet's channel shuffle) moves the 8-bit values
-  directly. Depthwise and
+  directly. Depthwise convs (groups = channels, 16 channels or more) run integer in the
+  packed layout too, so they keep their neighbours' activations packed. Other
   grouped convs, ``Clip`` between conv and ``QuantizeLinear`` (the ONNX frontend lowers
   it to opaque TIR; ONNX Runtime's quantizer removes Relu / Clip there anyway) and
   everything else stay in float (``dequantize -> float op -> quantize``), unchanged;
@@ -238,6 +239,42 @@ def te_conv2d_nchwc_int8_requant(
     )
 
 
+def te_depthwise_nchwc_int8_requant(
+    data, kernel, bias, mult, *, strides, dilation, out_zp: int, out_lo: int, out_hi: int,
+):
+    """Packed u8 x s8 depthwise conv2d (int32 accumulation) + requantization.
+
+    ``data`` [N, CB, H, W, 16] u8, already padded; ``kernel`` [CB, KH, KW, 16] s8 (channel
+    ``cb * 16 + k``); ``bias`` and ``mult`` [CB, 16]. Channels stay in their block, so a
+    depthwise conv between two integer convs keeps the activations packed.
+    """
+    from tvm import te
+
+    n, cb, ih, iw, blk = (int(v) for v in data.shape)
+    _, kh_, kw_, _ = (int(v) for v in kernel.shape)
+    sh, sw = strides
+    dh, dw = dilation
+    oh = (ih - ((kh_ - 1) * dh + 1)) // sh + 1
+    ow = (iw - ((kw_ - 1) * dw + 1)) // sw + 1
+    kh = te.reduce_axis((0, kh_), name="kh")
+    kw = te.reduce_axis((0, kw_), name="kw")
+    acc = te.compute(
+        (n, cb, oh, ow, blk),
+        lambda b, c, y, x, k: te.sum(
+            data[b, c, y * sh + kh * dh, x * sw + kw * dw, k].astype("int32")
+            * kernel[c, kh, kw, k].astype("int32"),
+            axis=[kh, kw],
+        ),
+        name="depthwise_NCHWc_int8",
+    )
+    return te.compute(
+        acc.shape,
+        lambda b, c, y, x, k: _requant(
+            acc[b, c, y, x, k], bias[c, k], mult[c, k], out_zp, out_lo, out_hi, "uint8"),
+        name="requantize",
+    )
+
+
 def te_interleave_phases(phases, sh: int, sw: int, out_h: int, out_w: int):
     """Depth-to-space of packed sub-pixel phase outputs (row-major phase order), cropped."""
     from tvm import te, tirx
@@ -326,10 +363,12 @@ def _make_mutator():
         def __init__(self, mod):
             super().__init__(mod)
             self.convs = 0
+            self.depthwise = 0
             self.deconvs = 0
             self.dense = 0
             self.moves = 0
             self.fold_moves = True
+            self.int_depthwise = True
             # var bound to an unpack of ours -> (packed var, channels, block, shift)
             self.packed = {}
             # (NCHW var, block, shift) -> packed var; (packed var, pads, value) -> padded
@@ -574,10 +613,11 @@ def _make_mutator():
         def rewrite_conv(self, call):
             core = self.epilogue_core(call)
             attrs = core.attrs
-            if (int(attrs.groups) != 1 or str(attrs.data_layout) != "NCHW"
-                    or str(attrs.kernel_layout) != "OIHW"
+            if (str(attrs.data_layout) != "NCHW" or str(attrs.kernel_layout) != "OIHW"
                     or str(attrs.out_layout or "NCHW") not in ("", "NCHW")):
-                raise _Unmatched("layout / groups")
+                raise _Unmatched("layout")
+            if int(attrs.groups) != 1:
+                return self.rewrite_depthwise(call, core)
             w, s_w = self.weight_parts(core.args[1], 0)
             xq, s_x, z_x, x_dtype = self.act_parts(core.args[0])
             o, c, _, _ = w.shape
@@ -590,6 +630,49 @@ def _make_mutator():
             out_p = self.int_conv(xp, ib, w, q, [int(v) for v in attrs.strides],
                                   [int(v) for v in attrs.dilation])
             self.convs += 1
+            return self.unpacked(out_p, o, out_dtype)
+
+        def rewrite_depthwise(self, call, core):
+            """Depthwise conv (groups == in == out channels) on the packed activations of
+            the integer layers around it; other grouped convs stay float."""
+            attrs = core.attrs
+            if not self.int_depthwise:
+                raise _Unmatched("integer depthwise convs switched off")
+            w, s_w = self.weight_parts(core.args[1], 0)
+            xq, s_x, z_x, x_dtype = self.act_parts(core.args[0])
+            o, per_group, kh, kw = w.shape
+            c = int(xq.ty.shape[1])
+            if per_group != 1 or int(attrs.groups) != c or o != c:
+                raise _Unmatched("grouped conv that is not depthwise")
+            conv_out, bias, bounds, s_y, z_y, out_dtype = self.epilogue(call, o, 1)
+            if not conv_out.same_as(core):
+                raise _Unmatched("epilogue mismatch")
+            xp, ib, zx = self.packed_input(xq, c, x_dtype, z_x)
+            if ib != OC_BLOCK:
+                raise _Unmatched("fewer channels than one block")
+            xp = self.padded(xp, [int(v) for v in attrs.padding], zx)
+            wsum = w.astype(np.int64).sum(axis=(1, 2, 3))
+            bias_i, mult, qlo, qhi = self.requant_params(
+                s_x, s_w, s_y, zx, wsum, bias, bounds, z_y, out_dtype)
+            cb = int(xp.ty.shape[1])
+            wp = np.zeros((cb * OC_BLOCK, kh, kw), np.int8)
+            wp[:o] = w[:, 0]
+            wp = np.ascontiguousarray(wp.reshape(cb, OC_BLOCK, kh, kw).transpose(0, 2, 3, 1))
+            bias_p = np.zeros(cb * OC_BLOCK, np.int32)
+            bias_p[:o] = bias_i
+            mult_p = np.zeros(cb * OC_BLOCK, np.float32)
+            mult_p[:o] = mult
+            out_shift = 128 if out_dtype == "int8" else 0
+            out_p = self.builder_.emit(self.builder_.call_te(
+                te_depthwise_nchwc_int8_requant, xp, relax.const(wp),
+                relax.const(bias_p.reshape(cb, OC_BLOCK)),
+                relax.const(mult_p.reshape(cb, OC_BLOCK)),
+                strides=[int(v) for v in attrs.strides],
+                dilation=[int(v) for v in attrs.dilation], out_zp=z_y + out_shift,
+                out_lo=qlo + out_shift, out_hi=qhi + out_shift,
+                primfunc_name_hint="depthwise_NCHWc_int8_requant",
+            ))
+            self.depthwise += 1
             return self.unpacked(out_p, o, out_dtype)
 
         def packed_input(self, xq, c, x_dtype, z_x):
@@ -738,20 +821,23 @@ def _make_mutator():
     return IntegerRewriter
 
 
-def integer_rewrite(mod, stats: dict | None = None, movement: bool = True):
+def integer_rewrite(mod, stats: dict | None = None, movement: bool = True,
+                    depthwise: bool = True):
     """Rewrite the QDQ float patterns of ``mod`` into integer compute (see module doc).
 
     Call on the module :func:`targets.tvm_builder.import_onnx` returns, before
     :func:`targets.tvm_builder.prepare`. What does not match stays float. With ``stats``
     (a dict), the numbers of rewritten layers are added to it as ``"conv2d"``,
-    ``"conv2d_transpose"``, ``"dense"`` and ``"movement"`` (data movement kept in 8 bits).
-    ``movement=False`` leaves data movement in float, as before 0.2.0 (for comparisons).
+    ``"depthwise"``, ``"conv2d_transpose"``, ``"dense"`` and ``"movement"`` (data movement kept in 8 bits).
+    ``movement=False`` leaves data movement in float, as before 0.2.0, and
+    ``depthwise=False`` the depthwise convs (for comparisons).
     """
     import tvm
     from tvm import relax
 
     mutator = _make_mutator()(mod)
     mutator.fold_moves = movement
+    mutator.int_depthwise = depthwise
     for gv, func in mod.functions_items():
         if isinstance(func, relax.Function):
             func = mutator.visit_expr(func)
@@ -763,6 +849,7 @@ def integer_rewrite(mod, stats: dict | None = None, movement: bool = True):
     ])(out)
     if stats is not None:
         stats["conv2d"] = stats.get("conv2d", 0) + mutator.convs
+        stats["depthwise"] = stats.get("depthwise", 0) + mutator.depthwise
         stats["conv2d_transpose"] = stats.get("conv2d_transpose", 0) + mutator.deconvs
         stats["dense"] = stats.get("dense", 0) + mutator.dense
         stats["movement"] = stats.get("movement", 0) + mutator.moves

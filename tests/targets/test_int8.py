@@ -113,18 +113,20 @@ def test_rewrite_produces_integer_ops(conv_qdq):
     assert integer_reductions(mod) == []
     stats = {}
     out = integer_rewrite(mod, stats)
-    # c1, c2, pw, out and the deconvolution (4 sub-pixel phase convs) are integer; the
-    # depthwise conv stays float
-    assert stats == {"conv2d": 4, "conv2d_transpose": 1, "dense": 0, "movement": 0}
+    # every layer is integer: c1, c2, pw, out, the depthwise conv and the deconvolution
+    # (4 sub-pixel phase convs)
+    assert stats == {"conv2d": 4, "depthwise": 1, "conv2d_transpose": 1, "dense": 0,
+                     "movement": 0}
     text = out["main"].script(show_meta=False)
     assert text.count("R.call_tir(conv2d_NCHWc_int8_requant") == 8
-    assert len(integer_reductions(out)) == 5  # the 4 phase convs share one function
-    assert text.count("R.nn.conv2d(") == 1 and "groups=32" in text
-    # consecutive integer layers exchange packed activations: packed once for c1 (c2
-    # reads c1's packed output) and once for pw (read by de, whose output out reads);
-    # unpacked for the depthwise conv and at the end
-    assert text.count("R.call_tir(pack_int8") == 2
-    assert text.count("R.call_tir(unpack_int8") == 2
+    assert text.count("R.call_tir(depthwise_NCHWc_int8_requant") == 1
+    assert len(integer_reductions(out)) == 6  # the 4 phase convs share one function
+    assert "R.nn.conv2d(" not in text
+    # consecutive integer layers exchange packed activations: packed once for c1, and
+    # every later layer (the depthwise conv included) reads the packed output of the one
+    # before; unpacked once, at the end
+    assert text.count("R.call_tir(pack_int8") == 1
+    assert text.count("R.call_tir(unpack_int8") == 1
 
 
 def test_numerics_match_onnxruntime_qdq(conv_qdq):
@@ -200,7 +202,8 @@ def test_dense_and_signed_activations(tmp_path):
     stats = {}
     _check(qdq, integer_rewrite(tvm_builder.import_onnx(qdq), stats), (1, 3, 16, 16))
     # the Flatten between conv and Linear moves 8-bit values
-    assert stats == {"conv2d": 1, "conv2d_transpose": 0, "dense": 2, "movement": 1}
+    assert stats == {"conv2d": 1, "depthwise": 0, "conv2d_transpose": 0, "dense": 2,
+                     "movement": 1}
 
     rng = np.random.default_rng(0)
     cin, cout = 8, 20

@@ -1,14 +1,15 @@
-"""The int8 build with and without 8-bit data movement, timed side by side in one run.
+"""The int8 rewrite's steps, one build each, timed side by side in one run.
 
-    .venv/bin/python benchmarks/int8_movement.py --trials 512
+    .venv/bin/python benchmarks/int8_rewrite.py --trials 64
 
-Quantizes the default model (QDQ, min-max calibration on the search's 32 person crops),
-rewrites it to integer compute twice: as before 0.2.0 (``dequantize -> reshape /
-transpose / concat / slice / max-pool -> quantize`` left in float) and with those ops
-moving the 8-bit values directly (:func:`targets.int8.integer_rewrite`). Both are tuned
-with the same trial budget (records under --log-dir are reused: the convolutions are
-shared, only the new kernels are tuned), checked against ONNX Runtime running the same
-QDQ model, then timed in interleaved rounds.
+Quantizes the default model (QDQ, min-max calibration on the search's 32 person crops)
+and rewrites it to integer compute (:func:`targets.int8.integer_rewrite`) three ways:
+as before 0.2.0 (``dequantize -> reshape / transpose / concat / slice / max-pool ->
+quantize`` left in float, depthwise convs float), with those ops moving the 8-bit values
+directly, and with the depthwise convs integer as well (today's rewrite). Each is tuned
+with the same trial budget (records under --log-dir are reused: shared kernels are tuned
+once), checked against ONNX Runtime running the same QDQ model exactly, then timed in
+interleaved rounds.
 """
 
 from __future__ import annotations
@@ -65,13 +66,16 @@ def main() -> int:
     x = structured_input(model.input_shape, seed=3)
     ref = ORTSession(int8.exact_reference(qdq)).run(x)
     vms = {}
-    for name, movement in (("float movement (0.1)", False), ("8-bit movement", True)):
+    variants = {"float movement (0.1)": dict(movement=False, depthwise=False),
+                "8-bit movement": dict(movement=True, depthwise=False),
+                "+ integer depthwise": dict(movement=True, depthwise=True)}
+    for i, (name, options) in enumerate(variants.items()):
         stats = {}
-        mod = int8.integer_rewrite(tb.import_onnx(qdq), stats, movement=movement)
+        mod = int8.integer_rewrite(tb.import_onnx(qdq), stats, **options)
         mod = tb.prepare(mod, target)
         tb.tune(mod, target, work, args.trials, report=lambda m: print(m, flush=True),
                 int8_kernel=target_def.int8_kernel)
-        path = os.path.join(out_dir, f"int8-movement-{int(movement)}.so")
+        path = os.path.join(out_dir, f"int8-rewrite-{i}.so")
         tb.compile_module(mod, target, work).export_library(path)
         vms[name] = LocalVM(path)
         err = float(np.abs(vms[name].run(x) - ref).max())
@@ -81,6 +85,7 @@ def main() -> int:
     samples = interleaved({name: (lambda f=vm.vm["main"]: f(arg)) for name, vm in vms.items()},
                           args.rounds, args.budget, warmup=2, min_repeat=10, max_repeat=500)
     base = float(np.median(samples["float movement (0.1)"]))
+    print(f"\n{target_def.name}, MetaSchedule {args.trials} trials per build")
     print("\n| int8 build | median ms (rounds min-max) | / float movement |")
     print("|---|---|---|")
     for name, v in samples.items():
