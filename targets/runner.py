@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .timing_lock import timing_lock
+
 
 @dataclass(frozen=True)
 class LatencyStats:
@@ -54,12 +56,13 @@ def warm_up(once, budget_s: float = 10.0, min_repeat: int = 5, max_repeat: int =
 def time_callable(fn, warmup: int = 3, min_repeat: int = 5, max_repeat: int = 50,
                   budget_s: float = 10.0) -> LatencyStats:
     """Time ``fn()`` on this host's clock, the same way for every backend (TVM, ONNX
-    Runtime, ...)."""
+    Runtime, ...), holding the machine's timing lock (:mod:`targets.timing_lock`)."""
     samples = []
-    for _ in range(warm_up(fn, budget_s, min_repeat, max_repeat, warmup)):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
+    with timing_lock():
+        for _ in range(warm_up(fn, budget_s, min_repeat, max_repeat, warmup)):
+            t = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t)
     return latency_stats(samples)
 
 
@@ -69,12 +72,13 @@ def interleaved(fns: dict, rounds: int, budget_s: float, warmup: int = 2, min_re
     interleaved rounds, so that machine noise hits them alike: name -> each round's median
     in ms. ``progress(round)`` is called after each round."""
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for r in range(rounds):
-        for name, fn in fns.items():
-            samples[name].append(time_callable(fn, warmup, min_repeat, max_repeat,
-                                               budget_s).median_ms)
-        if progress is not None:
-            progress(r + 1)
+    with timing_lock():  # all rounds: another process's timing would hit them unevenly
+        for r in range(rounds):
+            for name, fn in fns.items():
+                samples[name].append(time_callable(fn, warmup, min_repeat, max_repeat,
+                                                   budget_s).median_ms)
+            if progress is not None:
+                progress(r + 1)
     return samples
 
 
@@ -110,7 +114,9 @@ class LocalVM(_VM):
         fn = self.vm["main"]
         if self.on_gpu:
             # a GPU runs asynchronously: time on the device, synchronised per run
-            return device_time(self.vm, self.dev, arg, budget_s, min_repeat, max_repeat, warmup)
+            with timing_lock(f"cuda{self.dev.index}"):
+                return device_time(self.vm, self.dev, arg, budget_s, min_repeat, max_repeat,
+                                   warmup)
         return time_callable(lambda: fn(arg), warmup, min_repeat, max_repeat, budget_s)
 
 

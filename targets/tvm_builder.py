@@ -32,6 +32,7 @@ from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.builder import BuilderInput, BuilderResult, PyBuilder
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+from tvm.s_tir.meta_schedule.runner import PyRunner
 from tvm.ir.utils import derived_object
 
 from .relax_passes import SubPixelConvTranspose
@@ -308,12 +309,31 @@ def tune(
     )
 
 
+@derived_object
+class LockedRunner(PyRunner):
+    """A runner on this machine whose batches of measurements hold the machine's timing
+    lock (:mod:`targets.timing_lock`), so that tuning and another process's latency
+    measurements do not time at the same moment. ``LocalRunner.run`` measures before it
+    returns, so the lock covers the measurements and nothing else."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def run(self, runner_inputs):
+        from .timing_lock import timing_lock
+
+        with timing_lock():
+            return self.inner.run(runner_inputs)
+
+
 def _runner(runner_timeout_s: float, rpc_spec=None):
     """MetaSchedule's runner: this CPU, or the devices of an RPC pool."""
     evaluator = ms.runner.EvaluatorConfig(number=1, repeat=3, min_repeat_ms=40,
                                           enable_cpu_cache_flush=False)
     if rpc_spec is None:
-        return ms.runner.LocalRunner(timeout_sec=runner_timeout_s, evaluator_config=evaluator)
+        return LockedRunner(ms.runner.LocalRunner(timeout_sec=runner_timeout_s,
+                                                  evaluator_config=evaluator))
     from .rpc import pool_devices
 
     pool = len(pool_devices(rpc_spec))  # each trial would wait out its timeout on none
