@@ -223,6 +223,17 @@ def te_pad_packed(data, padding, pad_value: int):
                        name="pad_int8")
 
 
+def _window(ih: int, iw: int, kh_: int, kw_: int, strides, dilation):
+    """(output height, width, KH reduce axis, KW reduce axis) of a sliding window over an
+    already padded input."""
+    from tvm import te
+
+    (sh, sw), (dh, dw) = strides, dilation
+    oh = (ih - ((kh_ - 1) * dh + 1)) // sh + 1
+    ow = (iw - ((kw_ - 1) * dw + 1)) // sw + 1
+    return oh, ow, te.reduce_axis((0, kh_), name="kh"), te.reduce_axis((0, kw_), name="kw")
+
+
 def te_conv2d_nchwc_int8_requant(
     data, kernel, bias, mult, *, strides, dilation, out_zp: int, out_lo: int, out_hi: int,
 ):
@@ -244,12 +255,8 @@ def te_conv2d_nchwc_int8_requant(
 
     n, _, ih, iw, ib = (int(v) for v in data.shape)
     ob, cb, kh_, kw_, _, oc_bn, _ = (int(v) for v in kernel.shape)
-    sh, sw = strides
-    dh, dw = dilation
-    oh = (ih - ((kh_ - 1) * dh + 1)) // sh + 1
-    ow = (iw - ((kw_ - 1) * dw + 1)) // sw + 1
-    kh = te.reduce_axis((0, kh_), name="kh")
-    kw = te.reduce_axis((0, kw_), name="kw")
+    (sh, sw), (dh, dw) = strides, dilation
+    oh, ow, kh, kw = _window(ih, iw, kh_, kw_, strides, dilation)
     ic_outer = te.reduce_axis((0, cb), name="ic_outer")
     ic_f_inner = te.reduce_axis((0, ib // N_ELEMS), name="ic_f_inner")
     ic_s_inner = te.reduce_axis((0, N_ELEMS), name="ic_s_inner")
@@ -285,12 +292,8 @@ def te_depthwise_nchwc_int8_requant(
 
     n, cb, ih, iw, blk = (int(v) for v in data.shape)
     _, kh_, kw_, _ = (int(v) for v in kernel.shape)
-    sh, sw = strides
-    dh, dw = dilation
-    oh = (ih - ((kh_ - 1) * dh + 1)) // sh + 1
-    ow = (iw - ((kw_ - 1) * dw + 1)) // sw + 1
-    kh = te.reduce_axis((0, kh_), name="kh")
-    kw = te.reduce_axis((0, kw_), name="kw")
+    (sh, sw), (dh, dw) = strides, dilation
+    oh, ow, kh, kw = _window(ih, iw, kh_, kw_, strides, dilation)
     acc = te.compute(
         (n, cb, oh, ow, blk),
         lambda b, c, y, x, k: te.sum(
