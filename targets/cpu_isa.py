@@ -87,7 +87,7 @@ def _detected() -> tuple[str, frozenset[str]]:
     """(microarchitecture name, features) of this host, as archspec sees it.
 
     The features are the host's own flags (archspec's ``detected_info``), not those of the
-    named microarchitecture: a virtual machine often hides a niche flag (a Zen 4 VM without
+    named microarchitecture: a virtual machine often hides a niche flag (a Zen 4/5 VM without
     ``rdseed``), and archspec then names the generic ``x86_64_v4``, whose feature list
     lacks AVX-512 VNNI although the host runs it.
     """

@@ -236,8 +236,8 @@ def allocate_trials(flops: list[float], max_trials: int) -> list[int]:
 def _register_intrinsics(target: tvm.target.Target) -> None:
     """Tensor intrinsics that tuning, and applying tuning records, may use: on CPU targets,
     every x86 int8 kernel of :mod:`targets.int8_kernels` (VNNI in its LLVM 22-compatible
-    form), and the custom schedule rule of the int8 depthwise block. Records in a tuning database may carry any of them, so fp32 builds need them
-    registered too."""
+    form), and the custom schedule rule of the int8 depthwise block. Records in a tuning
+    database may carry any of them, so fp32 builds need them registered too."""
     if target.kind.name == "llvm":
         from .int8 import register_schedule_rules
         from .int8_kernels import register_all
