@@ -727,22 +727,15 @@ def _make_mutator():
             if ib != OC_BLOCK:
                 raise _Unmatched("fewer channels than one block")
             xp = self.padded(xp, [int(v) for v in attrs.padding], zx)
-            wsum = w.astype(np.int64).sum(axis=(1, 2, 3))
-            bias_i, mult, qlo, qhi = self.requant_params(
-                s_x, s_w, s_y, zx, wsum, bias, bounds, z_y, out_dtype)
-            cb = int(xp.ty.shape[1])
+            bias_c, mult_c, qlo, qhi = self.block_requant(
+                w, (s_x, s_w, s_y, zx, bias, bounds, z_y, out_dtype))
+            cb = int(xp.ty.shape[1])  # = ceil(o / 16): the input has the output's channels
             wp = np.zeros((cb * OC_BLOCK, kh, kw), np.int8)
             wp[:o] = w[:, 0]
             wp = np.ascontiguousarray(wp.reshape(cb, OC_BLOCK, kh, kw).transpose(0, 2, 3, 1))
-            bias_p = np.zeros(cb * OC_BLOCK, np.int32)
-            bias_p[:o] = bias_i
-            mult_p = np.zeros(cb * OC_BLOCK, np.float32)
-            mult_p[:o] = mult
             out_shift = 128 if out_dtype == "int8" else 0
             out_p = self.builder_.emit(self.builder_.call_te(
-                te_depthwise_nchwc_int8_requant, xp, relax.const(wp),
-                relax.const(bias_p.reshape(cb, OC_BLOCK)),
-                relax.const(mult_p.reshape(cb, OC_BLOCK)),
+                te_depthwise_nchwc_int8_requant, xp, relax.const(wp), bias_c, mult_c,
                 strides=[int(v) for v in attrs.strides],
                 dilation=[int(v) for v in attrs.dilation], out_zp=z_y + out_shift,
                 out_lo=qlo + out_shift, out_hi=qhi + out_shift,
@@ -780,9 +773,23 @@ def _make_mutator():
             """Packed integer conv of ``xp`` with OIHW int8 ``w``, requantized by ``q``
             (s_x, s_w, s_y, packed z_x, bias, bounds, z_y, out dtype)."""
             s_x, s_w, s_y, zx, bias, bounds, z_y, out_dtype = q
-            o = w.shape[0]
             out_shift = 128 if out_dtype == "int8" else 0
             cin_padded = int(xp.ty.shape[1]) * ib
+            bias_c, mult_c, qlo, qhi = self.block_requant(w, q)
+            return self.builder_.emit(self.builder_.call_te(
+                te_conv2d_nchwc_int8_requant, xp,
+                relax.const(pack_conv_weight(w, ib, cin_padded)), bias_c, mult_c,
+                strides=strides, dilation=dilation, out_zp=z_y + out_shift,
+                out_lo=qlo + out_shift, out_hi=qhi + out_shift,
+                primfunc_name_hint="conv2d_NCHWc_int8_requant",
+            ))
+
+        def block_requant(self, w, q):
+            """(int32 bias, float32 multiplier) constants [O/16, 16], zero-padded, and the
+            clip range, of an integer conv with OIHW weights ``w`` and parameters ``q``
+            (s_x, s_w, s_y, packed z_x, bias, bounds, z_y, out dtype)."""
+            s_x, s_w, s_y, zx, bias, bounds, z_y, out_dtype = q
+            o = w.shape[0]
             wsum = w.astype(np.int64).sum(axis=(1, 2, 3))
             bias_i, mult, qlo, qhi = self.requant_params(
                 s_x, s_w, s_y, zx, wsum, bias, bounds, z_y, out_dtype)
@@ -791,15 +798,8 @@ def _make_mutator():
             bias_p[:o] = bias_i
             mult_p = np.zeros(ob * OC_BLOCK, np.float32)
             mult_p[:o] = mult
-            return self.builder_.emit(self.builder_.call_te(
-                te_conv2d_nchwc_int8_requant, xp,
-                relax.const(pack_conv_weight(w, ib, cin_padded)),
-                relax.const(bias_p.reshape(ob, OC_BLOCK)),
-                relax.const(mult_p.reshape(ob, OC_BLOCK)),
-                strides=strides, dilation=dilation, out_zp=z_y + out_shift,
-                out_lo=qlo + out_shift, out_hi=qhi + out_shift,
-                primfunc_name_hint="conv2d_NCHWc_int8_requant",
-            ))
+            return (relax.const(bias_p.reshape(ob, OC_BLOCK)),
+                    relax.const(mult_p.reshape(ob, OC_BLOCK)), qlo, qhi)
 
         def unpacked(self, out_p, o, out_dtype):
             out_shift = 128 if out_dtype == "int8" else 0
@@ -904,7 +904,8 @@ def integer_rewrite(mod, stats: dict | None = None, movement: bool = True,
     Call on the module :func:`targets.tvm_builder.import_onnx` returns, before
     :func:`targets.tvm_builder.prepare`. What does not match stays float. With ``stats``
     (a dict), the numbers of rewritten layers are added to it as ``"conv2d"``,
-    ``"depthwise"``, ``"conv2d_transpose"``, ``"dense"`` and ``"movement"`` (data movement kept in 8 bits).
+    ``"depthwise"``, ``"conv2d_transpose"``, ``"dense"`` and ``"movement"`` (data movement
+    kept in 8 bits).
     ``movement=False`` leaves data movement in float, as before 0.2.0, and
     ``depthwise=False`` the depthwise convs (for comparisons).
     """
