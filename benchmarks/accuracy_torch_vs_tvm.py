@@ -34,10 +34,10 @@ def main() -> int:
 
     import torch
 
-    from targets.runner import LocalVM
-    from tuner.accuracy.benchmark import coco, measure, synthetic_val
-    from tuner.db import ParetoDB, default_url
-    from tuner.zoo import build_model
+    from pose_tuner.measure.runner import LocalVM
+    from pose_tuner.accuracy.benchmark import coco, measure, synthetic_val
+    from pose_tuner.store.db import ParetoDB, default_url
+    from pose_tuner.models.zoo import build_model
 
     db = ParetoDB(args.db or default_url(args.log_dir))
     if args.candidate is not None:

@@ -37,19 +37,19 @@ def main() -> int:
 
     import numpy as np
 
-    from targets import get_target
-    from targets.baselines import BaselineUnavailable, get_baseline
-    from targets.check import compare, compare_approx
-    from targets.inputs import structured_input
-    from targets.int8 import exact_reference
-    from targets.onnxruntime_backend import ORTSession
-    from targets.runner import LocalVM, interleaved
-    from tuner.calibration import calibration_inputs
-    from tuner.db import ParetoDB, default_url
-    from tuner.model_source import PreparedModel
-    from tuner.pareto import best_under
+    from pose_tuner.hardware import get_target
+    from pose_tuner.baselines import BaselineUnavailable, get_baseline
+    from pose_tuner.measure.check import compare, compare_approx
+    from pose_tuner.measure.inputs import structured_input
+    from pose_tuner.compile.int8 import exact_reference
+    from pose_tuner.measure.reference import ORTSession
+    from pose_tuner.measure.runner import LocalVM, interleaved
+    from pose_tuner.accuracy.calibration import calibration_inputs
+    from pose_tuner.store.db import ParetoDB, default_url
+    from pose_tuner.models.source import PreparedModel
+    from pose_tuner.store.pareto import best_under
 
-    from tuner.worker import NUMERICS
+    from pose_tuner.jobs.worker import NUMERICS
 
     target = get_target(args.target)
     db = ParetoDB(args.db or default_url(args.log_dir))

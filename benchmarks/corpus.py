@@ -1,4 +1,4 @@
-"""Models users bring: every corpus entry (:mod:`tuner.zoo.corpus`) through ``tuner search``.
+"""Models users bring: every corpus entry (:mod:`pose_tuner.models.zoo.corpus`) through ``tuner search``.
 
     .venv/bin/python benchmarks/corpus.py --log-dir /tmp/corpus \\
         --coco-ann ../shared/data/coco-sample/person_keypoints.json \\
@@ -42,10 +42,10 @@ def main() -> int:
     ap.add_argument("--measure-budget", default="5")
     args = ap.parse_args()
 
-    from tuner import zoo
-    from tuner.db import ParetoDB, default_url
-    from tuner.model_source import parse_input_size
-    from tuner.zoo.corpus import ENTRIES, export_entry
+    from pose_tuner.models import zoo
+    from pose_tuner.store.db import ParetoDB, default_url
+    from pose_tuner.models.source import parse_input_size
+    from pose_tuner.models.zoo.corpus import ENTRIES, export_entry
 
     size = parse_input_size(args.input_size)
     names = args.entries.split(",") if args.entries else list(ENTRIES)
@@ -63,7 +63,7 @@ def main() -> int:
             rows.append((name, f"export failed: {str(exc).splitlines()[0][:90]}"))
             print(f"{name}: {rows[-1][1]}", flush=True)
             continue
-        cmd = [sys.executable, "-m", "tuner.cli", "search", "--target", args.target,
+        cmd = [sys.executable, "-m", "pose_tuner.cli", "search", "--target", args.target,
                "--model", entry.path, "--quant", "fp32,int8", "--prune", "0",
                "--schedules", args.schedules, "--log-dir", args.log_dir,
                "--measure-budget", args.measure_budget, *acc, *entry.search_args]

@@ -6,7 +6,7 @@
 ``prepare`` builds the default model (256x192) for the cuda target in fp32, fp16 and int8
 with the default GPU schedules, as the search does (the kernels compiled into the
 library), and writes beside it: the ONNX Runtime outputs (FP32; for int8 the same QDQ
-model) on the inputs every backend is checked with (:func:`tuner.worker.check_and_time`: structured inputs of
+model) on the inputs every backend is checked with (:func:`pose_tuner.jobs.worker.check_and_time`: structured inputs of
 seeds 1 and 2; seed 3 is timed), TVM's runtime without its compiler (the GPU machine
 needs no compiler to load these libraries), apache-tvm-ffi wheels for the usual
 Pythons, typing_extensions and NVIDIA's ``libcudart`` that TVM's CUDA runtime links
@@ -15,8 +15,8 @@ carry ``logs/gpu-kit``). ``prepare --target x86`` makes a CPU kit, to try the
 runtime-only path on this machine.
 
 ``run`` needs Python 3.10-3.13 and numpy. It loads each library with
-:class:`targets.runner.LocalVM` on ``cuda(0)``,
-compares its outputs with the reference (:func:`targets.check.compare`, the search's
+:class:`pose_tuner.measure.runner.LocalVM` on ``cuda(0)``,
+compares its outputs with the reference (:func:`pose_tuner.measure.check.compare`, the search's
 tolerances), times it with the device's timer, and times the same model in PyTorch on
 the same GPU as the peer when a CUDA build of torch is there. It prints one JSON object.
 """
@@ -42,12 +42,14 @@ def prepare(args) -> int:
     import numpy as np
     import tvm
 
-    from targets import get_target, tvm_builder
-    from targets.cuda import fatbin_images
-    from targets.inputs import structured_input
-    from targets.onnxruntime_backend import ORTSession
-    from tuner.model_source import parse_input_size, prepare_model
-    from tuner.worker import NUMERICS, import_float, run_device
+    from pose_tuner.hardware import get_target
+
+    from pose_tuner.compile import tvm_builder
+    from pose_tuner.hardware.cuda import fatbin_images
+    from pose_tuner.measure.inputs import structured_input
+    from pose_tuner.measure.reference import ORTSession
+    from pose_tuner.models.source import parse_input_size, prepare_model
+    from pose_tuner.jobs.worker import NUMERICS, import_float, run_device
 
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -68,8 +70,8 @@ def prepare(args) -> int:
         name = f"{model.name}-{quant}-default.so"
         if quant == "int8":  # as the search does: min-max on 32 person crops; the
             # reference is ONNX Runtime running the same QDQ model (the same integer maths)
-            from targets import int8
-            from tuner.calibration import calibration_crops
+            from pose_tuner.compile import int8
+            from pose_tuner.accuracy.calibration import calibration_crops
 
             calib = calibration_crops(tuple(shape[2:]), 32, args.log_dir)
             qdq = int8.quantize_qdq(model.onnx_path, calib,
@@ -129,7 +131,7 @@ def _size_mb(path: str) -> float:
 def _use_kit_runtime(kit: str, cuda: bool) -> dict:
     """Put the kit's TVM runtime and the tvm-ffi wheel of this Python on sys.path, with
     the kit's nvidia-cuda-runtime package beside them: where the system has no libcudart,
-    :func:`targets.cuda.load_runtime` finds it there. Returns what was used."""
+    :func:`pose_tuner.hardware.cuda.load_runtime` finds it there. Returns what was used."""
     import tempfile
     import zipfile
 
@@ -177,7 +179,7 @@ def _torch_peer(manifest: dict, x, dtype: str):
     if not torch.cuda.is_available():
         return None, "torch has no CUDA device"
     try:
-        from tuner.zoo import build_model
+        from pose_tuner.models.zoo import build_model
 
         model = build_model(manifest["model"], tuple(manifest["input_shape"][2:]))
     except Exception as exc:  # noqa: BLE001 - the peer is optional
@@ -207,9 +209,9 @@ def run(args) -> int:
     import numpy as np
     import tvm
 
-    from targets.check import NumericalMismatch, compare
-    from targets.cuda import cuda_driver_present
-    from targets.runner import LocalVM
+    from pose_tuner.measure.check import NumericalMismatch, compare
+    from pose_tuner.hardware.cuda import cuda_driver_present
+    from pose_tuner.measure.runner import LocalVM
 
     device = manifest["device"]
     report["environment"].update(

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/int8_kernels.py [--target x86] [--trials 32]
 
 Builds a 1x1 convolution (``--channels`` -> ``--channels`` at ``--height`` x ``--width``)
-twice, as the packed int8 conv + requantization of :mod:`targets.int8` and as fp32 conv +
+twice, as the packed int8 conv + requantization of :mod:`pose_tuner.compile.int8` and as fp32 conv +
 ReLU, each tuned with ``--trials`` MetaSchedule trials in the target's design space (one
 core), checks the int8 accumulation against numpy's exact integer maths, counts the
 kernel's instructions in the assembly and times both on this CPU. A target this host
@@ -35,9 +35,11 @@ def main(argv=None) -> int:
     import tvm
     from tvm import relax
 
-    from targets import TargetUnavailable, get_target, tvm_builder
-    from targets.int8 import OC_BLOCK, pack_conv_weight, te_conv2d_nchwc_int8_requant
-    from targets.int8_kernels import count_instructions, get_kernel
+    from pose_tuner.hardware import TargetUnavailable, get_target
+
+    from pose_tuner.compile import tvm_builder
+    from pose_tuner.compile.int8 import OC_BLOCK, pack_conv_weight, te_conv2d_nchwc_int8_requant
+    from pose_tuner.compile.kernels import count_instructions, get_kernel
 
     tdef = get_target(args.target)
     kernel = get_kernel(tdef.int8_kernel)

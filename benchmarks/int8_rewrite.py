@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/int8_rewrite.py --trials 64
 
 Quantizes the default model (QDQ, min-max calibration on the search's 32 person crops)
-and rewrites it to integer compute (:func:`targets.int8.integer_rewrite`) three ways:
+and rewrites it to integer compute (:func:`pose_tuner.compile.int8.integer_rewrite`) three ways:
 as before 0.2.0 (``dequantize -> reshape / transpose / concat / slice / max-pool ->
 quantize`` left in float, depthwise convs float), with those ops moving the 8-bit values
 directly, and with the depthwise convs integer as well (today's rewrite). Each is tuned
@@ -39,14 +39,16 @@ def main() -> int:
     import numpy as np
     import tvm
 
-    from targets import get_target, int8
-    from targets import tvm_builder as tb
-    from targets.inputs import structured_input
-    from targets.onnxruntime_backend import ORTSession
-    from targets.runner import LocalVM, interleaved
-    from tuner.calibration import calibration_crops
-    from tuner.model_source import parse_input_size, prepare_model
-    from tuner.search import tuning_dir
+    from pose_tuner.hardware import get_target
+
+    from pose_tuner.compile import int8
+    from pose_tuner.compile import tvm_builder as tb
+    from pose_tuner.measure.inputs import structured_input
+    from pose_tuner.measure.reference import ORTSession
+    from pose_tuner.measure.runner import LocalVM, interleaved
+    from pose_tuner.accuracy.calibration import calibration_crops
+    from pose_tuner.models.source import parse_input_size, prepare_model
+    from pose_tuner.search.loop import tuning_dir
 
     target_def = get_target(args.target)
     tdict = target_def.tvm_target()

@@ -74,7 +74,7 @@ def main() -> int:
     import tvm
     from tvm.runtime.vm import VirtualMachine
 
-    from targets.inputs import structured_input
+    from pose_tuner.measure.inputs import structured_input
 
     dev = tvm.cpu()
     vm = VirtualMachine(tvm.runtime.load_module(args.artifact), dev)

@@ -32,14 +32,14 @@ def main() -> int:
 
     import tvm
 
-    from targets import get_target
-    from targets import tvm_builder as tb
-    from targets.check import compare
-    from targets.inputs import structured_input
-    from targets.onnxruntime_backend import ORTSession
-    from targets.runner import LocalVM
-    from tuner.model_source import parse_input_size, prepare_model
-    from tuner.search import tuning_dir
+    from pose_tuner.hardware import get_target
+    from pose_tuner.compile import tvm_builder as tb
+    from pose_tuner.measure.check import compare
+    from pose_tuner.measure.inputs import structured_input
+    from pose_tuner.measure.reference import ORTSession
+    from pose_tuner.measure.runner import LocalVM
+    from pose_tuner.models.source import parse_input_size, prepare_model
+    from pose_tuner.search.loop import tuning_dir
 
     target_def = get_target(args.target)
     target_def.check_available()

@@ -61,7 +61,7 @@ def tiny_pose(act=None):
 def opset8_bn_onnx(tmp_path_factory):
     """:func:`tiny_pose` exported as corpus entry ``opset8-bn`` (unfused BatchNorm with the
     legacy spatial attribute, opset 8) at 32x32: a CorpusModel."""
-    from tuner.zoo.corpus import export_entry
+    from pose_tuner.models.zoo.corpus import export_entry
 
     return export_entry("opset8-bn", tiny_pose(), (32, 32), str(tmp_path_factory.mktemp("o8")))
 
@@ -83,8 +83,8 @@ def local_devices():
     import sys
     import time
 
-    from targets.emulator import free_port
-    from targets.rpc import RPCError, RPCSpec, servers, tracker_summary
+    from pose_tuner.devices.emulator import free_port
+    from pose_tuner.measure.rpc import RPCError, RPCSpec, servers, tracker_summary
 
     port = free_port()
     tracker = f"127.0.0.1:{port}"
@@ -92,7 +92,7 @@ def local_devices():
                                "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)]
-    from targets import device_server
+    from pose_tuner.devices import device_server
 
     for key, server in (("helper", [device_server.__file__]),
                         ("plain", ["-m", "tvm.exec.rpc_server"])):
@@ -122,10 +122,10 @@ def local_devices():
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory):
-    """Every entry of :mod:`tuner.zoo.corpus`, from a small untrained (BatchNorm
+    """Every entry of :mod:`pose_tuner.models.zoo.corpus`, from a small untrained (BatchNorm
     recalibrated) MobileNetV2 SimpleBaseline at 64x32: name -> CorpusModel."""
-    from tuner import zoo
-    from tuner.zoo.corpus import export_corpus
+    from pose_tuner.models import zoo
+    from pose_tuner.models.zoo.corpus import export_corpus
 
     model = zoo.build_model("mobilenetv2_deconv", input_size=(64, 32), trained=False,
                             width_mult=0.25, deconv_channels=32)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuner.accuracy import (COCO_FLIP_PAIRS, HeatmapDecoder, SimCCDecoder, affine_points,
+from pose_tuner.accuracy import (COCO_FLIP_PAIRS, HeatmapDecoder, SimCCDecoder, affine_points,
                             box_to_center_scale, crop, evaluate, generate, get_decoder,
                             load_coco_keypoints, preprocess, render_gaussian_heatmaps)
 
@@ -186,7 +186,7 @@ EXTRA = ["left_finger", "right_finger", "left_toe", "right_toe"]
 def _more_names(data: dict, layout: str) -> dict:
     """``data`` with 21 keypoint names: Human-Art's layout (``keypoints`` the 17 COCO
     triplets, ``keypoints_21`` all) or every triplet in ``keypoints``, names reordered."""
-    from tuner.accuracy.dataset import COCO_KEYPOINT_NAMES
+    from pose_tuner.accuracy.dataset import COCO_KEYPOINT_NAMES
 
     data = json.loads(json.dumps(data))
     coco = list(COCO_KEYPOINT_NAMES)

@@ -12,8 +12,8 @@ SCRIPT = os.path.join(ROOT, "benchmarks", "kernel_profile.py")
 def test_kernel_profile_of_a_compiled_model(tiny_onnx, tmp_path):
     import tvm
 
-    from targets import get_target
-    from targets import tvm_builder as tb
+    from pose_tuner.hardware import get_target
+    from pose_tuner.compile import tvm_builder as tb
 
     target = tvm.target.Target(get_target("x86").tvm_target())
     path = str(tmp_path / "tiny.so")

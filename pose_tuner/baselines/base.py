@@ -1,0 +1,82 @@
+"""The ``Baseline`` contract: another inference stack, measured like a TVM candidate.
+
+A baseline is one (backend, precision) pair, e.g. ONNX Runtime INT8. It
+
+* says whether it can run here (``check_available`` raises :class:`BaselineUnavailable`
+  with the reason: package missing, no GPU, wrong target...). A skipped baseline is
+  recorded with that reason, never given a number;
+* turns the reference ONNX file into a runnable session (``prepare``), quantizing with
+  the calibration inputs it is given where its precision needs them;
+* declares how its outputs are checked against the FP32 reference (``numerics``):
+  ``exact`` for FP32 stacks, ``approx`` for reduced precision (bf16, fp16, int8), whose
+  accuracy is then judged by the evaluator, not by bit-closeness.
+
+Sessions expose ``run(x) -> heatmaps``, ``latency(x, ...) -> LatencyStats`` (the shared
+:func:`pose_tuner.measure.runner.time_callable` harness, or the device's clock with the same sizing
+rule for a remote device), ``accuracy_run(x)`` (what the accuracy evaluator calls: ``run``
+itself, or a host run of the same model file for a remote device) and ``artifact_path`` /
+``size_bytes``. ``prepare`` gets ``rpc`` (a :class:`pose_tuner.measure.rpc.RPCSpec`) for a remote
+target: the session then runs on a device of that pool.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from pose_tuner.measure.runner import LatencyStats, time_callable
+
+
+class BaselineUnavailable(RuntimeError):
+    """The baseline cannot run here; the message says why."""
+
+
+class Session:
+    """A prepared baseline: call ``run`` for outputs, ``latency`` for timings."""
+
+    artifact_path: str = ""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def accuracy_run(self, x: np.ndarray) -> np.ndarray:
+        """What the accuracy evaluator runs (the session's own outputs by default)."""
+        return self.run(x)
+
+    def _call(self, x: np.ndarray):
+        """The cheapest call that runs inference once (used for timing)."""
+        return self.run(x)
+
+    def latency(self, x: np.ndarray, budget_s: float = 10.0, min_repeat: int = 5,
+                max_repeat: int = 50, warmup: int = 3) -> LatencyStats:
+        return time_callable(lambda: self._call(x), warmup, min_repeat, max_repeat, budget_s)
+
+    @property
+    def size_bytes(self) -> int:
+        paths = [self.artifact_path]
+        if self.artifact_path.endswith(".xml"):
+            paths.append(self.artifact_path[:-4] + ".bin")
+        return sum(os.path.getsize(p) for p in paths if p and os.path.exists(p))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    backend: str = ""
+    quant: str = "fp32"
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}-{self.quant}"
+
+    @property
+    def numerics(self) -> str:
+        return "exact" if self.quant == "fp32" else "approx"
+
+    def check_available(self, target) -> None:
+        """Raise :class:`BaselineUnavailable` when this baseline cannot run for ``target``."""
+
+    def prepare(self, onnx_path: str, work_dir: str, calib: np.ndarray, threads: int,
+                rpc=None) -> Session:
+        raise NotImplementedError

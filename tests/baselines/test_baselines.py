@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from pose_tuner.hardware import get_target
+from pose_tuner.baselines import BASELINES, BaselineUnavailable, get_baseline
+from pose_tuner.measure.check import compare, compare_approx
+from pose_tuner.measure.inputs import structured_input
+from pose_tuner.measure.reference import ORTSession
+
+
+def calib(n=8):
+    return np.concatenate([structured_input((1, 3, 32, 32), seed=100 + i) for i in range(n)])
+
+
+@pytest.mark.parametrize("name", ["onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32",
+                                  "openvino-int8", "openvino-bf16"])
+def test_cpu_baselines_run_and_agree_with_the_reference(name, tiny_onnx, tmp_path):
+    bl = get_baseline(name)
+    try:
+        bl.check_available(get_target("x86"))
+    except BaselineUnavailable as exc:
+        pytest.skip(str(exc))
+    sess = bl.prepare(tiny_onnx, str(tmp_path / name), calib(), threads=2)
+    x = structured_input((1, 3, 32, 32), seed=1)
+    ref = ORTSession(tiny_onnx).run(x)
+    out = sess.run(x)
+    if bl.numerics == "exact":
+        assert compare(out, ref).rel_err < 1e-3
+    else:
+        res = compare_approx(out, ref)
+        assert res.rel_err > 0  # really reduced precision, not the fp32 model again
+    assert sess.size_bytes > 0
+    stats = sess.latency(x, budget_s=0.1, min_repeat=3)
+    assert stats.runs >= 3 and stats.median_ms > 0
+
+
+def test_int8_models_are_really_quantized(tiny_onnx, tmp_path):
+    import onnx
+
+    sess = get_baseline("onnxruntime-int8").prepare(tiny_onnx, str(tmp_path), calib(), 2)
+    ops = {n.op_type for n in onnx.load(sess.artifact_path).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_unusable_baselines_say_why():
+    with pytest.raises(BaselineUnavailable, match="cuda target"):
+        get_baseline("tensorrt-fp16").check_available(get_target("x86"))
+    with pytest.raises(BaselineUnavailable, match="x86"):
+        get_baseline("openvino-fp32").check_available(get_target("rasp4b"))
+    with pytest.raises(BaselineUnavailable, match="no Raspberry Pi is attached"):
+        get_baseline("onnxruntime-fp32").check_available(get_target("rasp4b", tracker=None))
+    from pose_tuner.hardware.cuda import cuda_driver_present
+
+    if not cuda_driver_present():
+        with pytest.raises(BaselineUnavailable, match="GPU"):
+            get_baseline("tensorrt-int8").check_available(get_target("cuda"))
+
+
+def test_every_target_baseline_is_registered():
+    from pose_tuner.hardware import list_targets
+
+    for t in list_targets():
+        for name in t.baselines:
+            assert name in BASELINES
+
+
+@pytest.mark.parametrize("name", ["onnxruntime-fp32", "onnxruntime-int8"])
+def test_onnx_runtime_runs_on_the_device_through_the_device_server(name, local_devices,
+                                                                  tiny_onnx, tmp_path):
+    from pose_tuner.measure.rpc import RPCSpec
+
+    bl = get_baseline(name)
+    target = get_target("rasp4b", tracker=local_devices, rpc_key="helper")
+    bl.check_available(target)
+    rpc = RPCSpec.parse(local_devices, "helper")
+    sess = bl.prepare(tiny_onnx, str(tmp_path / name), calib(), threads=2, rpc=rpc)
+    assert sess.device_info["onnxruntime"] and sess.device_info["helper"] >= 1
+    x = structured_input((1, 3, 32, 32), seed=1)
+    # the device runs the same file as this host's ONNX Runtime would, input for input
+    local = get_baseline(name).prepare(tiny_onnx, str(tmp_path / "local"), calib(), threads=2)
+    for seed in (1, 2):
+        xs = structured_input((1, 3, 32, 32), seed=seed)
+        np.testing.assert_allclose(sess.run(xs), local.run(xs), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(sess.run(x), sess.run(structured_input((1, 3, 32, 32), seed=2)))
+    np.testing.assert_allclose(sess.accuracy_run(x), sess.run(x), rtol=1e-5, atol=1e-5)
+    stats = sess.latency(x, budget_s=0.2, min_repeat=4, max_repeat=6)
+    assert 4 <= stats.runs <= 6 and 0 < stats.min_ms <= stats.median_ms
+    assert sess.size_bytes == __import__("os").path.getsize(sess.artifact_path)
+
+
+def test_a_device_with_tvms_plain_server_skips_onnx_runtime_with_the_fix(local_devices):
+    target = get_target("rasp4b", tracker=local_devices, rpc_key="plain")
+    with pytest.raises(BaselineUnavailable, match="plain RPC server.*server-script"):
+        get_baseline("onnxruntime-fp32").check_available(target)

@@ -1,0 +1,23 @@
+"""A child for tests of pose_tuner.jobs.executor: crashes, hangs or answers, as its spec says."""
+
+import ctypes
+import json
+import sys
+import time
+
+spec_path, result_path = sys.argv[1:]
+spec = json.load(open(spec_path))
+print("started", flush=True)
+if spec["do"] == "segfault":
+    ctypes.string_at(0)
+elif spec["do"] == "hang":
+    time.sleep(600)
+elif spec["do"] == "exit":
+    sys.exit(3)
+elif spec["do"] == "drop" and int(open(spec["drops"]).read()) > 0:
+    # its device's session went away (the file counts how many more times that happens)
+    left = int(open(spec["drops"]).read())
+    open(spec["drops"], "w").write(str(left - 1))
+    json.dump({"status": "failed", "error": "RPCError: the session ended"}, open(result_path, "w"))
+else:
+    json.dump({"status": "ok", "value": 42}, open(result_path, "w"))
