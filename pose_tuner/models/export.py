@@ -24,7 +24,6 @@ __all__ = [
     "export_onnx",
     "run_onnx",
     "check_onnx",
-    "model_hash",
     "count_params",
     "count_macs",
     "count_flops",
@@ -114,13 +113,6 @@ def check_onnx(model: nn.Module, path: PathLike, input_size: Sequence[int],
     if out.shape != ref.shape:
         raise AssertionError(f"shape mismatch: onnx {out.shape} vs torch {ref.shape}")
     return float(np.abs(out - ref).max() / max(float(np.abs(ref).max()), 1e-12))
-
-
-def model_hash(path: PathLike) -> str:
-    """First 16 hex chars of the sha256 of the file's bytes."""
-    from pose_tuner.models.source import file_hash
-
-    return file_hash(str(path))
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:

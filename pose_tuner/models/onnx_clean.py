@@ -32,12 +32,13 @@ and what each step did.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from pose_tuner.models.hashing import sha16
 
 #: the lowest opset the cleaned model has
 MIN_OPSET = 13
@@ -78,11 +79,6 @@ class CleanedModel:
         what = "; ".join(self.steps) if self.steps else "nothing to change"
         return (f"cleaned ({what}): {self.nodes_before} -> {self.nodes_after} nodes, "
                 f"outputs equal to {self.max_abs_diff:.1e} (range {self.output_range:.3g})")
-
-
-def sha16(data: bytes) -> str:
-    """The first 16 hex characters of the sha256 of ``data`` (the tuner's model hashes)."""
-    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def _opset(model) -> int:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pose_tuner.models.hashing import file_hash, sha16
+
 
 class ModelError(ValueError):
     """The model cannot be used; the message names the problem and the fix."""
@@ -54,17 +56,6 @@ def parse_input_size(text: str | None) -> tuple[int, int] | None:
     return h, w
 
 
-def file_hash(path: str) -> str:
-    """The model identity: first 16 hex chars of the sha256 of the file's bytes."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def _check_pose_output(path: str, name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Run the cleaned ONNX model once; return (input shape, output shape) if its output is
     a pose head a decoder reads (heatmaps, or SimCC x and y concatenated)."""
@@ -95,7 +86,7 @@ def clean_model(path: str, name: str, out_dir: str, say=lambda _m: None,
     reused when one was made from the same bytes (and ``output``) before."""
     import json
 
-    from pose_tuner.models.onnx_clean import CleanedModel, CleanupError, clean_onnx, sha16
+    from pose_tuner.models.onnx_clean import CleanedModel, CleanupError, clean_onnx
 
     tag = f"-{sha16(output.encode())[:8]}" if output else ""
     base = os.path.join(out_dir, f"{name}-{file_hash(path)}{tag}.clean")

@@ -68,7 +68,8 @@ def distill(student: nn.Module, teacher: nn.Module, steps: int, input_size: Sequ
     """Train ``student`` in place for ``steps`` steps to match ``teacher`` (mean squared
     error of the outputs) on augmented crops of ``instances``; returns the loss before and
     after. The learning rate warms up, then follows a cosine to 1% of ``lr``."""
-    from pose_tuner.training.train import InfiniteSampler, KeypointDataset, default_threads, lr_factor
+    from pose_tuner.training.data import InfiniteSampler, KeypointDataset
+    from pose_tuner.training.train import default_threads, lr_factor
 
     if steps <= 0:
         raise ValueError(f"distillation needs steps > 0, got {steps}")

@@ -8,79 +8,54 @@ ground-truth boxes padded 1.25 to the input aspect, random scale / rotation
 heatmap targets at stride 4 weighted by visibility, target-weighted MSE,
 Adam with a short linear warm-up and cosine decay.
 
->>> from pose_tuner.training.train import TrainConfig, train, load_trained
+>>> from pose_tuner.training.train import TrainConfig, train
+>>> from pose_tuner.models.zoo.weights import load_trained
 >>> res = train(TrainConfig(model="shufflenetv2_fpn", max_minutes=5))   # doctest: +SKIP
 >>> model = load_trained("shufflenetv2_fpn", (256, 192))                # doctest: +SKIP
 
-Command line::
+Command line (:mod:`pose_tuner.training.cli`)::
 
-    python -m pose_tuner.training.train --model shufflenetv2_fpn --max-minutes 140 --lr 2e-3
+    python -m pose_tuner.training --model shufflenetv2_fpn --max-minutes 140 --lr 2e-3
 
 The synthetic train / val splits are generated on first use under
-``data_dir`` (deterministic from the seeds) and reused afterwards.  The
-checkpoint (``pose_tuner/models/zoo/weights/<model>.pt`` by default) holds an fp16
-``state_dict`` plus metadata; :func:`load_trained` turns it back into an fp32
+``data_dir`` (deterministic from the seeds) and reused afterwards
+(:mod:`pose_tuner.training.data`).  The checkpoint
+(``pose_tuner/models/zoo/weights/<model>.pt`` by default) is the zoo's format
+(:mod:`pose_tuner.models.zoo.weights`): an fp16 ``state_dict`` plus metadata;
+:func:`~pose_tuner.models.zoo.weights.load_trained` turns it back into an fp32
 eval-mode module.
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
-import json
 import math
 import os
-import shutil
-import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from pose_tuner.accuracy.dataset import (COCO_FLIP_PAIRS, PersonInstance, affine_points, box_to_center_scale, crop,
-                      load_coco_keypoints, load_image, preprocess)
-from pose_tuner.accuracy.decode import render_gaussian_heatmaps
+from pose_tuner.accuracy.dataset import PersonInstance, load_coco_keypoints
+from pose_tuner.models.zoo import build_model
+from pose_tuner.models.zoo.weights import default_checkpoint_path, save_checkpoint
+from pose_tuner.training.data import InfiniteSampler, KeypointDataset, ensure_synthetic_split
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
-    "KeypointDataset",
-    "InfiniteSampler",
-    "WEIGHTS_DIR",
-    "CHECKPOINT_FORMAT",
-    "default_checkpoint_path",
-    "ensure_synthetic_split",
     "weighted_mse",
     "lr_factor",
     "train",
     "finetune",
     "default_threads",
     "evaluate_model",
-    "save_checkpoint",
-    "load_checkpoint",
-    "model_from_checkpoint",
-    "load_trained",
-    "main",
+    "val_subset",
 ]
-
-PathLike = Union[str, os.PathLike]
-
-#: where the zoo looks for trained weights (``<name>.pt``)
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "zoo" / "weights"
-CHECKPOINT_FORMAT = "pose-tuner-checkpoint/1"
-
-#: the upper-body keypoints (COCO, 0-based) for half-body crops
-_UPPER_BODY = tuple(range(11))
-_LOWER_BODY = tuple(range(11, 17))
-
-
-def default_checkpoint_path(model: str) -> Path:
-    return WEIGHTS_DIR / f"{model}.pt"
 
 
 # --------------------------------------------------------------------------- config
@@ -183,195 +158,6 @@ class TrainResult:
     val_history: tuple[tuple[int, float, float], ...] = field(default=(), repr=False)  # (step, AP, PCK)
     model: Optional[nn.Module] = field(default=None, repr=False, compare=False)  # fp32, eval mode
 
-
-# --------------------------------------------------------------------------- data
-
-
-def ensure_synthetic_split(out_dir: PathLike, n_images: int, seed: int,
-                           image_size: Sequence[int] = (256, 256),
-                           progress: Optional[Callable[[str], None]] = None) -> tuple[str, str]:
-    """``(annotation json, images dir)`` of a synthetic split, generated if missing.
-
-    The JSON is written last by :func:`generate`, and the split is built in a
-    temporary sibling directory then renamed, so an existing JSON means a
-    complete split.
-    """
-    from pose_tuner.accuracy.synthetic import generate
-
-    out = Path(out_dir)
-    ann = out / "person_keypoints.json"
-    if ann.is_file():
-        try:
-            info = json.loads(ann.read_text(encoding="utf-8")).get("info", {})
-        except (OSError, json.JSONDecodeError):
-            info = None
-        if info and (info.get("seed") == int(seed) and info.get("n_images") == int(n_images)
-                     and list(info.get("image_size", [])) == [int(v) for v in image_size]):
-            return str(ann), str(out / "images")
-        raise ValueError(f"{ann} exists but was not generated with seed={seed}, "
-                         f"n_images={n_images}, image_size={tuple(image_size)} (info: {info}); "
-                         "remove it or choose another data_dir")
-    if progress:
-        progress(f"generating {n_images} synthetic images (seed {seed}) into {out} ...")
-    t0 = time.time()
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    generate(tmp, n_images, seed=seed, image_size=tuple(image_size))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.is_dir() and not ann.is_file():      # left over from an older, interrupted layout
-        shutil.rmtree(out)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        if not ann.is_file():       # not a concurrent writer finishing first
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    if progress:
-        progress(f"  done in {time.time() - t0:.0f} s")
-    return str(ann), str(out / "images")
-
-
-def _flip_perm(k: int, flip_pairs: Sequence[Sequence[int]] = COCO_FLIP_PAIRS) -> np.ndarray:
-    perm = np.arange(k)
-    for a, b in flip_pairs:
-        perm[a], perm[b] = b, a
-    return perm
-
-
-def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """2x3 affine ``a o b`` (apply b, then a)."""
-    full = lambda m: np.vstack([m, [0.0, 0.0, 1.0]])  # noqa: E731
-    return (full(a) @ full(b))[:2]
-
-
-class KeypointDataset(torch.utils.data.Dataset):
-    """Top-down training samples from person instances.
-
-    ``dataset[i]`` is instance ``i`` with augmentation drawn from
-    ``np.random.default_rng([seed, i])``; ``dataset[(i, n)]`` uses
-    ``default_rng([seed, n])`` (what :class:`InfiniteSampler` yields, so
-    every draw of an epoch-less stream gets its own augmentation, the same
-    for any ``num_workers``).  Items are ``(input float32 (3, H, W),
-    target float32 (K, H/4, W/4), target_weight float32 (K,))``;
-    :meth:`sample` also returns the crop metadata.
-    """
-
-    def __init__(self, instances: Sequence[PersonInstance], input_size: Sequence[int] = (256, 192),
-                 sigma: float = 2.0, scale_range: Sequence[float] = (0.75, 1.25),
-                 rotation: float = 30.0, rotation_prob: float = 0.6, flip_prob: float = 0.5,
-                 half_body_prob: float = 0.0, padding: float = 1.25, augment: bool = True,
-                 seed: int = 0, output_stride: int = 4,
-                 flip_pairs: Sequence[Sequence[int]] = COCO_FLIP_PAIRS):
-        self.instances = list(instances)
-        if not self.instances:
-            raise ValueError("KeypointDataset: no instances")
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.heatmap_size = (self.input_size[0] // output_stride, self.input_size[1] // output_stride)
-        self.sigma = float(sigma)
-        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
-        self.rotation = float(rotation)
-        self.rotation_prob = float(rotation_prob)
-        self.flip_prob = float(flip_prob)
-        self.half_body_prob = float(half_body_prob)
-        self.padding = float(padding)
-        self.augment = bool(augment)
-        self.seed = int(seed)
-        self.num_keypoints = int(self.instances[0].keypoints.shape[0])
-        self.perm = _flip_perm(self.num_keypoints, flip_pairs)
-
-    def __len__(self) -> int:
-        return len(self.instances)
-
-    def __getitem__(self, key: Union[int, tuple[int, int]]):
-        if isinstance(key, tuple):
-            idx, draw = int(key[0]), int(key[1])
-        else:
-            idx = draw = int(key)
-        rng = np.random.default_rng([self.seed, draw])
-        x, target, weight, _ = self.sample(idx, **self.draw_params(idx, rng))
-        return torch.from_numpy(x), torch.from_numpy(target), torch.from_numpy(weight)
-
-    def draw_params(self, idx: int, rng: np.random.Generator) -> dict:
-        """Random augmentation parameters (all neutral when ``augment`` is False)."""
-        if not self.augment:
-            return dict(scale_factor=1.0, rot=0.0, flip=False, half_body=None)
-        s = float(rng.uniform(*self.scale_range))
-        rot = float(rng.uniform(-self.rotation, self.rotation)) \
-            if rng.random() < self.rotation_prob else 0.0
-        flip = bool(rng.random() < self.flip_prob)
-        half = None
-        if self.half_body_prob > 0 and rng.random() < self.half_body_prob:
-            half = "upper" if rng.random() < 0.5 else "lower"
-        return dict(scale_factor=s, rot=rot, flip=flip, half_body=half)
-
-    def _box(self, inst: PersonInstance, half_body: Optional[str]) -> tuple[np.ndarray, np.ndarray]:
-        aspect = self.input_size[1] / self.input_size[0]
-        if half_body is not None:
-            kp = inst.keypoints
-            sel = np.array(_UPPER_BODY if half_body == "upper" else _LOWER_BODY)
-            sel = sel[kp[sel, 2] > 0]
-            if len(sel) >= 3:   # mmpose half_body_transform: box of the chosen points x 1.5
-                pts = kp[sel, :2]
-                lo, hi = pts.min(0), pts.max(0)
-                w, h = max(hi[0] - lo[0], 1.0), max(hi[1] - lo[1], 1.0)
-                center, scale = box_to_center_scale((lo[0], lo[1], w, h), aspect, padding=1.0)
-                return center, scale * 1.5
-        return box_to_center_scale(inst.bbox, aspect, padding=self.padding)
-
-    def sample(self, idx: int, scale_factor: float = 1.0, rot: float = 0.0, flip: bool = False,
-               half_body: Optional[str] = None, image: Optional[np.ndarray] = None):
-        """One sample with explicit augmentation: ``(x, target, weight, meta)``.
-
-        ``meta``: ``center``, ``scale`` (after ``scale_factor``), ``rot``,
-        ``flip``, ``affine`` (2x3 image -> input pixels, flip included) and
-        ``keypoints`` ((K, 2) input pixels, channel order of the target).
-        """
-        inst = self.instances[int(idx)]
-        H, W = self.input_size
-        if image is None:
-            image = load_image(inst.image_path)
-        center, scale = self._box(inst, half_body)
-        scale = scale * float(scale_factor)
-        patch, m = crop(image, center, scale, (H, W), rot=rot)
-        kp = inst.keypoints
-        pts = affine_points(m, kp[:, :2])
-        vis = kp[:, 2] > 0
-        if flip:
-            patch = patch[:, ::-1]
-            m = _compose(np.array([[-1.0, 0.0, W - 1.0], [0.0, 1.0, 0.0]]), m)
-            pts = pts[self.perm].copy()
-            pts[:, 0] = W - 1.0 - pts[:, 0]
-            vis = vis[self.perm]
-        inside = (pts[:, 0] >= 0) & (pts[:, 0] <= W - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= H - 1)
-        weight = (vis & inside).astype(np.float32)
-        target = render_gaussian_heatmaps(pts, (H, W), self.heatmap_size, weight > 0,
-                                          self.sigma)[0]
-        x = preprocess(patch)
-        meta = dict(center=center, scale=scale, rot=float(rot), flip=bool(flip), affine=m,
-                    keypoints=pts, half_body=half_body, index=int(idx))
-        return x, target, weight, meta
-
-
-class InfiniteSampler(torch.utils.data.Sampler):
-    """Endless ``(index, draw number)`` stream: a fresh seeded permutation per epoch."""
-
-    def __init__(self, n: int, seed: int = 0, start: int = 0):
-        self.n = int(n)
-        self.seed = int(seed)
-        self.start = int(start)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        draw = self.start
-        epoch = draw // self.n
-        while True:
-            perm = np.random.default_rng([self.seed, 7, epoch]).permutation(self.n)
-            for i in perm[draw - epoch * self.n:]:
-                yield int(i), draw
-                draw += 1
-            epoch += 1
-
-
 # --------------------------------------------------------------------------- loss / schedule
 
 
@@ -389,122 +175,6 @@ def lr_factor(progress: float, step: int, warmup_steps: int, min_ratio: float = 
     if warmup_steps > 0 and step < warmup_steps:
         cos *= (step + 1) / warmup_steps
     return cos
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _build_untrained(name: str, width_mult: Optional[float], model_kwargs: dict,
-                     num_keypoints: Optional[int] = None) -> nn.Module:
-    from pose_tuner.models.zoo import get_spec
-
-    spec = get_spec(name)
-    kw = dict(model_kwargs)
-    kw.setdefault("num_keypoints", num_keypoints or spec.num_keypoints)
-    with torch.random.fork_rng(devices=[]):
-        return spec.factory(width_mult=width_mult, **kw)
-
-
-def _half_state_dict(model: nn.Module) -> dict:
-    out = {}
-    for k, v in model.state_dict().items():
-        v = v.detach().cpu()
-        if v.is_floating_point():
-            h = v.to(torch.float16)
-            # keep fp32 where fp16 would overflow (never seen, but cheap to guard)
-            v = h if torch.isfinite(h).all() or not torch.isfinite(v).all() else v.clone()
-        out[k] = v.clone()
-    return out
-
-
-def save_checkpoint(model: nn.Module, path: PathLike, *, model_name: str,
-                    input_size: Sequence[int], width_mult: Optional[float] = None,
-                    model_kwargs: Optional[dict] = None, **meta: Any) -> Path:
-    """``torch.save`` an fp16 state_dict plus metadata (atomic: temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = {
-        "format": CHECKPOINT_FORMAT,
-        "model": model_name,
-        "input_size": [int(input_size[0]), int(input_size[1])],
-        "width_mult": width_mult,
-        "model_kwargs": dict(model_kwargs or {}),
-        "num_keypoints": int(getattr(model, "num_keypoints", 17)),
-        "torch_version": str(torch.__version__),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **meta,
-        "state_dict": _half_state_dict(model),
-    }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def load_checkpoint(path: PathLike) -> dict:
-    """The checkpoint dict (``weights_only`` load); raises ``ValueError`` if not ours."""
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a pose-tuner checkpoint (format "
-                         f"{ckpt.get('format') if isinstance(ckpt, dict) else type(ckpt).__name__!r})")
-    return ckpt
-
-
-def model_from_checkpoint(ckpt: Union[dict, PathLike]) -> nn.Module:
-    """An fp32, eval-mode zoo model with the checkpoint's weights."""
-    if not isinstance(ckpt, dict):
-        ckpt = load_checkpoint(ckpt)
-    model = _build_untrained(ckpt["model"], ckpt.get("width_mult"), ckpt.get("model_kwargs") or {},
-                             ckpt.get("num_keypoints"))
-    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
-    model.load_state_dict(sd, strict=True)
-    model.float().eval()
-    model.trained_meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    return model
-
-
-def load_trained(name: str, input_size: Optional[Sequence[int]] = None, *,
-                 width_mult: Optional[float] = None, weights_dir: Optional[PathLike] = None,
-                 strict_input_size: bool = False, **model_kwargs: Any) -> Optional[nn.Module]:
-    """The trained zoo model ``name`` from ``<weights_dir>/<name>.pt``, or ``None``.
-
-    ``None`` when there is no checkpoint, or when it was trained for another
-    architecture (``width_mult`` / factory kwargs that differ from the
-    requested ones; ``None`` requested = the factory default).  The networks
-    are fully convolutional, so a checkpoint trained at another
-    ``input_size`` still loads (accuracy then suffers from the changed
-    person scale); ``strict_input_size=True`` returns ``None`` instead.
-    The module is fp32, in eval mode, with the checkpoint metadata in
-    ``model.trained_meta``.
-    """
-    path = Path(weights_dir) / f"{name}.pt" if weights_dir is not None else \
-        default_checkpoint_path(name)
-    if not path.is_file():
-        return None
-    ckpt = load_checkpoint(path)
-    if ckpt.get("model") != name:
-        warnings.warn(f"{path} holds model {ckpt.get('model')!r}, not {name!r}; ignored",
-                      RuntimeWarning, stacklevel=2)
-        return None
-    norm = lambda w: 1.0 if w is None else float(w)  # noqa: E731  (factories default to 1.0)
-    if norm(ckpt.get("width_mult")) != norm(width_mult):
-        return None
-    saved_kw = dict(ckpt.get("model_kwargs") or {})
-    if model_kwargs:
-        from pose_tuner.models.zoo import get_spec
-
-        default_k = get_spec(name).num_keypoints
-        want = {k: v for k, v in model_kwargs.items()
-                if not (k == "num_keypoints" and v == default_k)}
-        if want != {k: v for k, v in saved_kw.items() if k != "num_keypoints"}:
-            return None
-    elif saved_kw:
-        return None
-    if input_size is not None and strict_input_size and \
-            [int(v) for v in input_size] != list(ckpt.get("input_size") or []):
-        return None
-    return model_from_checkpoint(ckpt)
-
 
 # --------------------------------------------------------------------------- training
 
@@ -545,7 +215,9 @@ def evaluate_model(model: nn.Module, instances: Sequence[PersonInstance],
         model.train(was)
 
 
-def _val_subset(instances: list, max_people: Optional[int]) -> list:
+def val_subset(instances: list, max_people: Optional[int]) -> list:
+    """At most ``max_people`` of ``instances``, whole images at a time in image-id order
+    (all of them when ``max_people`` is None; the first ``max_people`` if no whole image fits)."""
     if max_people is None or len(instances) <= max_people:
         return instances
     out, by_img = [], {}
@@ -609,8 +281,6 @@ def finetune(model: nn.Module, steps: int, input_size: Sequence[int], *,
 
 def _train(cfg: TrainConfig, progress: Optional[Callable[[str], None]],
            model: Optional[nn.Module] = None, save: bool = True) -> TrainResult:
-    from pose_tuner.models.zoo import build_model
-
     log = progress or (lambda s: None)
     H, W = (int(v) for v in cfg.input_size)
 
@@ -695,7 +365,7 @@ def _train(cfg: TrainConfig, progress: Optional[Callable[[str], None]],
             if (save and cfg.eval_every_minutes and val_people is not None
                     and now - last_eval >= cfg.eval_every_minutes * 60.0):
                 te = time.perf_counter()
-                r = evaluate_model(model, _val_subset(val_people, cfg.eval_max_people), (H, W))
+                r = evaluate_model(model, val_subset(val_people, cfg.eval_max_people), (H, W))
                 val_history.append((step, r.ap, r.pck))
                 log(f"step {step:6d}  val AP {r.ap:.3f}  PCK {r.pck:.3f}  "
                     f"({time.perf_counter() - te:.0f} s, not counted in the budget)")
@@ -750,114 +420,3 @@ def _train(cfg: TrainConfig, progress: Optional[Callable[[str], None]],
     return TrainResult(steps=step, minutes=train_s / 60.0, final_loss=final_loss, val_ap=ap,
                        val_pck=pck, checkpoint=str(path), images_per_s=ips,
                        history=tuple(history), val_history=tuple(val_history), model=model)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad size {text!r}: write HxW, e.g. 256x192") from None
-    return h, w
-
-
-def _pair(text: str) -> tuple[float, float]:
-    try:
-        a, b = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad range {text!r}: write LO,HI, e.g. 0.75,1.25") from None
-    return a, b
-
-
-def _kv(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"bad --model-arg {text!r}: write KEY=VALUE")
-    k, v = text.split("=", 1)
-    try:
-        val = ast.literal_eval(v)
-    except (ValueError, SyntaxError):
-        val = v
-    return k.strip(), val
-
-
-def _opt_int(text: str) -> Optional[int]:
-    return None if text.lower() in ("none", "") else int(text)
-
-
-def _opt_float(text: str) -> Optional[float]:
-    return None if text.lower() in ("none", "") else float(text)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
-    ap = argparse.ArgumentParser(
-        prog="python -m pose_tuner.training.train",
-        description="Train a zoo pose model on synthetic COCO-keypoint data (CPU) and save "
-                    "fp16 weights for the zoo.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    a = ap.add_argument
-    a("--model", default=d.model)
-    a("--input-size", type=_size, default=d.input_size, help="HxW, multiples of 32")
-    a("--width-mult", type=_opt_float, default=d.width_mult)
-    a("--model-arg", dest="model_kwargs", type=_kv, action="append", default=[],
-      help="extra factory kwarg KEY=VALUE (repeatable), e.g. fpn_channels=64")
-    a("--data-dir", default=d.data_dir)
-    a("--train-images", type=int, default=d.train_images)
-    a("--val-images", type=int, default=d.val_images)
-    a("--train-seed", type=int, default=d.train_seed)
-    a("--val-seed", type=int, default=d.val_seed)
-    a("--image-size", type=_size, default=d.image_size, help="generated image HxW")
-    a("--max-steps", type=_opt_int, default=d.max_steps)
-    a("--max-minutes", type=_opt_float, default=d.max_minutes, help="'none' for steps only")
-    a("--batch-size", type=int, default=d.batch_size)
-    a("--lr", type=float, default=d.lr)
-    a("--min-lr-ratio", type=float, default=d.min_lr_ratio)
-    a("--warmup-steps", type=int, default=d.warmup_steps)
-    a("--weight-decay", type=float, default=d.weight_decay)
-    a("--head-init-std", type=_opt_float, default=d.head_init_std, help="'none': zoo init")
-    a("--sigma", type=float, default=d.sigma)
-    a("--scale-range", type=_pair, default=d.scale_range, help="LO,HI")
-    a("--rotation", type=float, default=d.rotation)
-    a("--rotation-prob", type=float, default=d.rotation_prob)
-    a("--flip-prob", type=float, default=d.flip_prob)
-    a("--half-body-prob", type=float, default=d.half_body_prob)
-    a("--padding", type=float, default=d.padding)
-    a("--num-workers", type=int, default=d.num_workers,
-      help="DataLoader workers (0 is fastest on 2 cores: data is ~2 ms/sample)")
-    a("--threads", type=_opt_int, default=d.threads,
-      help="torch threads (default: cores - 1; 2 on an idle 2-core box is faster, but "
-           "collapses when anything else runs)")
-    a("--seed", type=int, default=d.seed)
-    a("--log-every-s", type=float, default=d.log_every_s)
-    a("--eval-every-minutes", type=_opt_float, default=d.eval_every_minutes)
-    a("--eval-max-people", type=_opt_int, default=d.eval_max_people)
-    a("--flip-test", action=argparse.BooleanOptionalAction, default=d.flip_test)
-    a("--evaluate", action=argparse.BooleanOptionalAction, default=d.evaluate)
-    a("--checkpoint", default=d.checkpoint, help="default: pose_tuner/models/zoo/weights/<model>.pt")
-    return ap
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    kw = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
-    kw["model_kwargs"] = tuple(args.model_kwargs)
-    return TrainConfig(**kw)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    res = train(cfg, progress=lambda s: print(s, flush=True))
-    print(json.dumps({"steps": res.steps, "minutes": round(res.minutes, 2),
-                      "final_loss": res.final_loss, "val_ap": res.val_ap, "val_pck": res.val_pck,
-                      "images_per_s": round(res.images_per_s, 2), "checkpoint": res.checkpoint}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

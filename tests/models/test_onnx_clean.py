@@ -9,7 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from pose_tuner.measure.inputs import structured_input
 from pose_tuner.accuracy.decode import SimCCDecoder, get_decoder
-from pose_tuner.models.source import ModelError, file_hash, prepare_model
+from pose_tuner.models.hashing import file_hash
+from pose_tuner.models.source import ModelError, prepare_model
 from pose_tuner.models.onnx_clean import MIN_OPSET, CleanupError, clean_onnx
 
 

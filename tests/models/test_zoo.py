@@ -24,9 +24,9 @@ from pose_tuner.models.export import (
     count_macs,
     count_params,
     export_onnx,
-    model_hash,
     run_onnx,
 )
+from pose_tuner.models.hashing import model_hash
 
 SIZE = (96, 64)  # tiny, non-square; stride-32 map is 3x2
 WIDTH = 0.5

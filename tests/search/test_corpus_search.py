@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pose_tuner.cli import main
-from pose_tuner.models.source import file_hash
+from pose_tuner.models.hashing import file_hash
 from pose_tuner.models.zoo.corpus import export_entry
 
 from ..conftest import tiny_pose

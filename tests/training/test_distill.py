@@ -11,7 +11,7 @@ import torch
 from pose_tuner.search.pruning import prune_model
 from pose_tuner.accuracy import generate
 from pose_tuner.training.distill import distill, image_instances
-from pose_tuner.training.train import KeypointDataset
+from pose_tuner.training.data import KeypointDataset
 from pose_tuner.cli import main
 
 

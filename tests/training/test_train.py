@@ -8,9 +8,10 @@ import torch
 
 from pose_tuner.accuracy import (COCO_FLIP_PAIRS, affine_points, box_to_center_scale, crop,
                             load_coco_keypoints, load_image, preprocess)
-from pose_tuner.training.train import (InfiniteSampler, KeypointDataset, TrainConfig, build_parser,
-                                  config_from_args, ensure_synthetic_split, load_checkpoint,
-                                  load_trained, lr_factor, train)
+from pose_tuner.models.zoo.weights import load_checkpoint, load_trained
+from pose_tuner.training.cli import build_parser, config_from_args
+from pose_tuner.training.data import InfiniteSampler, KeypointDataset, ensure_synthetic_split
+from pose_tuner.training.train import TrainConfig, lr_factor, train
 
 INPUT = (128, 96)            # (H, W)
 STRIDE = 4
