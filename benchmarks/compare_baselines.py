@@ -41,7 +41,7 @@ def main() -> int:
     from pose_tuner.baselines import BaselineUnavailable, get_baseline
     from pose_tuner.measure.check import compare, compare_approx
     from pose_tuner.measure.inputs import structured_input
-    from pose_tuner.compile.int8 import exact_reference
+    from pose_tuner.compile.int8.quantize import exact_reference
     from pose_tuner.measure.reference import ORTSession
     from pose_tuner.measure.runner import LocalVM, interleaved
     from pose_tuner.accuracy.calibration import calibration_inputs

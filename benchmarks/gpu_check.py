@@ -44,18 +44,19 @@ def prepare(args) -> int:
 
     from pose_tuner.hardware import get_target
 
-    from pose_tuner.compile import tvm_builder
-    from pose_tuner.hardware.cuda import fatbin_images
+    from pose_tuner.compile import frontend, pipeline
+    from pose_tuner.compile.toolchains.cuda import fatbin_images
     from pose_tuner.measure.inputs import structured_input
     from pose_tuner.measure.reference import ORTSession
     from pose_tuner.models.source import parse_input_size, prepare_model
-    from pose_tuner.jobs.worker import NUMERICS, import_float, run_device
+    from pose_tuner.jobs.worker import NUMERICS, import_float
 
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     model = prepare_model(args.model, parse_input_size(args.input_size),
                           os.path.join(args.log_dir, "models"))
-    target_json = get_target(args.target).tvm_target()
+    hardware = get_target(args.target)
+    target_json = hardware.tvm_target()
     if target_json["kind"] == "cuda":
         target_json["arch"] = args.arch
     target = tvm.target.Target(target_json)
@@ -70,20 +71,20 @@ def prepare(args) -> int:
         name = f"{model.name}-{quant}-default.so"
         if quant == "int8":  # as the search does: min-max on 32 person crops; the
             # reference is ONNX Runtime running the same QDQ model (the same integer maths)
-            from pose_tuner.compile import int8
+            from pose_tuner.compile.int8 import quantize, rewrite
             from pose_tuner.accuracy.calibration import calibration_crops
 
             calib = calibration_crops(tuple(shape[2:]), 32, args.log_dir)
-            qdq = int8.quantize_qdq(model.onnx_path, calib,
-                                    os.path.join(out, name[:-3] + ".qdq.onnx"))
-            reference = ORTSession(int8.exact_reference(qdq))  # exact on every CPU
-            mod = int8.integer_rewrite(tvm_builder.import_onnx(qdq))
+            qdq = quantize.quantize_qdq(model.onnx_path, calib,
+                                        os.path.join(out, name[:-3] + ".qdq.onnx"))
+            reference = ORTSession(quantize.exact_reference(qdq))  # exact on every CPU
+            mod = rewrite.integer_rewrite(frontend.import_onnx(qdq))
         else:
             reference = ref
             mod = import_float(model.onnx_path, quant, lambda m: print(m, file=sys.stderr))
         np.savez(os.path.join(out, f"reference-{quant}.npz"),
                  **{f"s{k}": reference.run(inputs[k]) for k in (1, 2)})
-        ex = tvm_builder.compile_module(tvm_builder.prepare(mod, target), target)
+        ex = pipeline.compile_module(pipeline.prepare(mod, target), target)
         ex.export_library(os.path.join(out, name))
         with open(os.path.join(out, name), "rb") as f:
             images = fatbin_images(f.read())
@@ -93,7 +94,7 @@ def prepare(args) -> int:
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump({"model": model.name, "model_hash": model.model_hash,
                    "input_shape": list(shape), "tvm_target": target_json,
-                   "device": run_device(target_json),
+                   "device": hardware.device,
                    "tvm_version": tvm.__version__, "artifacts": artifacts}, f, indent=2)
 
     # TVM's runtime (the wheel's package without libtvm_compiler.so) and tvm-ffi wheels
@@ -131,7 +132,8 @@ def _size_mb(path: str) -> float:
 def _use_kit_runtime(kit: str, cuda: bool) -> dict:
     """Put the kit's TVM runtime and the tvm-ffi wheel of this Python on sys.path, with
     the kit's nvidia-cuda-runtime package beside them: where the system has no libcudart,
-    :func:`pose_tuner.hardware.cuda.load_runtime` finds it there. Returns what was used."""
+    :func:`pose_tuner.compile.toolchains.cuda.load_runtime` finds it there. Returns what was
+    used."""
     import tempfile
     import zipfile
 

@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/int8_kernels.py [--target x86] [--trials 32]
 
 Builds a 1x1 convolution (``--channels`` -> ``--channels`` at ``--height`` x ``--width``)
-twice, as the packed int8 conv + requantization of :mod:`pose_tuner.compile.int8` and as fp32 conv +
-ReLU, each tuned with ``--trials`` MetaSchedule trials in the target's design space (one
+twice, as the packed int8 conv + requantization of :mod:`pose_tuner.compile.int8.te` and as fp32
+conv + ReLU, each tuned with ``--trials`` MetaSchedule trials in the target's design space (one
 core), checks the int8 accumulation against numpy's exact integer maths, counts the
 kernel's instructions in the assembly and times both on this CPU. A target this host
 cannot run is compiled and inspected only.
@@ -37,8 +37,8 @@ def main(argv=None) -> int:
 
     from pose_tuner.hardware import TargetUnavailable, get_target
 
-    from pose_tuner.compile import tvm_builder
-    from pose_tuner.compile.int8 import OC_BLOCK, pack_conv_weight, te_conv2d_nchwc_int8_requant
+    from pose_tuner.compile import pipeline, tuning
+    from pose_tuner.compile.int8.te import OC_BLOCK, pack_conv_weight, te_conv2d_nchwc_int8_requant
     from pose_tuner.compile.kernels import count_instructions, get_kernel
 
     tdef = get_target(args.target)
@@ -64,10 +64,10 @@ def main(argv=None) -> int:
             with bb.dataflow():
                 out = bb.emit_output(body(bb, x))
             bb.emit_func_output(out)
-        mod = tvm_builder.prepare(bb.get(), target)
+        mod = pipeline.prepare(bb.get(), target)
         wd = os.path.join(work, f"{tdef.name}-{name}")
-        stats = tvm_builder.tune(mod, target, wd, args.trials, int8_kernel=kernel.name)
-        ex = tvm_builder.compile_module(mod, target, wd)
+        stats = tuning.tune(mod, target, wd, args.trials, int8_kernel=kernel.name)
+        ex = pipeline.compile_module(mod, target, wd)
         print(f"{name}: tuned, {stats.trials_measured} of {stats.trials_run} trials measured")
         if not runs:
             return None, None, ex

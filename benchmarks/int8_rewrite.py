@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/int8_rewrite.py --trials 64
 
 Quantizes the default model (QDQ, min-max calibration on the search's 32 person crops)
-and rewrites it to integer compute (:func:`pose_tuner.compile.int8.integer_rewrite`) three ways:
-as before 0.2.0 (``dequantize -> reshape / transpose / concat / slice / max-pool ->
+and rewrites it to integer compute (:func:`pose_tuner.compile.int8.rewrite.integer_rewrite`)
+three ways: as before 0.2.0 (``dequantize -> reshape / transpose / concat / slice / max-pool ->
 quantize`` left in float, depthwise convs float), with those ops moving the 8-bit values
 directly, and with the depthwise convs integer as well (today's rewrite). Each is tuned
 with the same trial budget (records under --log-dir are reused: shared kernels are tuned
@@ -41,8 +41,8 @@ def main() -> int:
 
     from pose_tuner.hardware import get_target
 
-    from pose_tuner.compile import int8
-    from pose_tuner.compile import tvm_builder as tb
+    from pose_tuner.compile import frontend, pipeline, tuning
+    from pose_tuner.compile.int8 import quantize, rewrite
     from pose_tuner.measure.inputs import structured_input
     from pose_tuner.measure.reference import ORTSession
     from pose_tuner.measure.runner import LocalVM, interleaved
@@ -61,24 +61,24 @@ def main() -> int:
     qdq = args.qdq
     if qdq is None:
         calib = calibration_crops(tuple(model.input_shape[2:]), 32, args.log_dir, None)
-        qdq = int8.quantize_qdq(model.onnx_path, calib,
-                                os.path.join(out_dir, f"{model.name}.qdq.onnx"),
-                                weight_bits=target_def.int8_weight_bits)
+        qdq = quantize.quantize_qdq(model.onnx_path, calib,
+                                    os.path.join(out_dir, f"{model.name}.qdq.onnx"),
+                                    weight_bits=target_def.int8_weight_bits)
     work = tuning_dir(args.log_dir, target_def.name, tdict)
     x = structured_input(model.input_shape, seed=3)
-    ref = ORTSession(int8.exact_reference(qdq)).run(x)
+    ref = ORTSession(quantize.exact_reference(qdq)).run(x)
     vms = {}
     variants = {"float movement (0.1)": dict(movement=False, depthwise=False),
                 "8-bit movement": dict(movement=True, depthwise=False),
                 "+ integer depthwise": dict(movement=True, depthwise=True)}
     for i, (name, options) in enumerate(variants.items()):
         stats = {}
-        mod = int8.integer_rewrite(tb.import_onnx(qdq), stats, **options)
-        mod = tb.prepare(mod, target)
-        tb.tune(mod, target, work, args.trials, report=lambda m: print(m, flush=True),
-                int8_kernel=target_def.int8_kernel)
+        mod = rewrite.integer_rewrite(frontend.import_onnx(qdq), stats, **options)
+        mod = pipeline.prepare(mod, target)
+        tuning.tune(mod, target, work, args.trials, report=lambda m: print(m, flush=True),
+                    int8_kernel=target_def.int8_kernel)
         path = os.path.join(out_dir, f"int8-rewrite-{i}.so")
-        tb.compile_module(mod, target, work).export_library(path)
+        pipeline.compile_module(mod, target, work).export_library(path)
         vms[name] = LocalVM(path)
         err = float(np.abs(vms[name].run(x) - ref).max())
         print(f"{name}: {stats}, max abs diff vs ONNX Runtime (same QDQ model) {err:.1e}",

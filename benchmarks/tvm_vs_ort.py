@@ -33,7 +33,7 @@ def main() -> int:
     import tvm
 
     from pose_tuner.hardware import get_target
-    from pose_tuner.compile import tvm_builder as tb
+    from pose_tuner.compile import frontend, pipeline, tuning
     from pose_tuner.measure.check import compare
     from pose_tuner.measure.inputs import structured_input
     from pose_tuner.measure.reference import ORTSession
@@ -54,11 +54,11 @@ def main() -> int:
     ort = ORTSession(model.onnx_path, threads=threads)
     ref = ort.run(x)
     results = {}
-    mod = tb.prepare(tb.import_onnx(model.onnx_path), target)
+    mod = pipeline.prepare(frontend.import_onnx(model.onnx_path), target)
 
     def measure(name, work_dir):
         t = time.time()
-        ex = tb.compile_module(mod, target, work_dir)
+        ex = pipeline.compile_module(mod, target, work_dir)
         path = os.path.join(args.log_dir, "benchmarks", f"{name}.so")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         ex.export_library(path)
@@ -71,8 +71,8 @@ def main() -> int:
     if not args.skip_untuned:
         measure("tvm_untuned", None)
     work = tuning_dir(args.log_dir, target_def.name, tdict)
-    stats = tb.tune(mod, target, work, args.trials, report=lambda m: print(m, flush=True),
-                    int8_kernel=target_def.int8_kernel)
+    stats = tuning.tune(mod, target, work, args.trials, report=lambda m: print(m, flush=True),
+                        int8_kernel=target_def.int8_kernel)
     print(f"tuning: {stats}", flush=True)
     measure(f"tvm_tuned_{args.trials}", work)
     results["onnxruntime"] = ort.latency(x, budget_s=args.budget)

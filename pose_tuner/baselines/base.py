@@ -75,7 +75,20 @@ class Baseline:
         return "exact" if self.quant == "fp32" else "approx"
 
     def check_available(self, target) -> None:
-        """Raise :class:`BaselineUnavailable` when this baseline cannot run for ``target``."""
+        """Raise :class:`BaselineUnavailable` when this baseline cannot run for ``target``:
+        the target does not list it (``Target.baselines``), or :meth:`check_here` says so."""
+        if self.name not in target.baselines:
+            from pose_tuner.hardware import list_targets
+
+            runs = [t.name for t in list_targets() if self.name in t.baselines]
+            raise BaselineUnavailable(
+                f"{self.name} is not a baseline of target {target.name} (targets that run "
+                f"it: {', '.join(runs) or 'none'})")
+        self.check_here(target)
+
+    def check_here(self, target) -> None:
+        """Raise :class:`BaselineUnavailable` when this machine (or the target's devices)
+        cannot run the baseline now: its library missing, a device without it, ..."""
 
     def prepare(self, onnx_path: str, work_dir: str, calib: np.ndarray, threads: int,
                 rpc=None) -> Session:

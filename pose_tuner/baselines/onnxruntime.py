@@ -1,5 +1,6 @@
 """ONNX Runtime on the CPU: FP32, and static INT8 in QDQ form (u8 activations, s8
-per-channel weights, min-max calibration; see :func:`pose_tuner.compile.int8.quantize_qdq`).
+per-channel weights, min-max calibration; see
+:func:`pose_tuner.compile.int8.quantize.quantize_qdq`).
 
 On a remote target (a Pi over TVM RPC) the model file is prepared here, uploaded, and run
 and timed on the device by pose-tuner's device server (:mod:`pose_tuner.devices.device_server`),
@@ -81,9 +82,10 @@ class RemoteORTSession(Session):
 def quantize_qdq(onnx_path: str, out_path: str, calib: np.ndarray) -> str:
     """Static INT8 QDQ model of ``onnx_path`` calibrated on ``calib`` (N, C, H, W), min-max.
 
-    The one implementation is :func:`pose_tuner.compile.int8.quantize_qdq` (note its argument order).
+    The one implementation is :func:`pose_tuner.compile.int8.quantize.quantize_qdq` (note
+    its argument order).
     """
-    from pose_tuner.compile.int8 import quantize_qdq as _quantize_qdq
+    from pose_tuner.compile.int8.quantize import quantize_qdq as _quantize_qdq
 
     return _quantize_qdq(onnx_path, calib, out_path, method="minmax")
 
@@ -92,7 +94,7 @@ def quantize_qdq(onnx_path: str, out_path: str, calib: np.ndarray) -> str:
 class ONNXRuntimeBaseline(Baseline):
     backend: str = "onnxruntime"
 
-    def check_available(self, target) -> None:
+    def check_here(self, target) -> None:
         try:
             import onnxruntime  # noqa: F401
         except ImportError:

@@ -53,9 +53,7 @@ class TensorRTBaseline(Baseline):
     backend: str = "tensorrt"
     quant: str = "fp16"
 
-    def check_available(self, target) -> None:
-        if target.name != "cuda":
-            raise BaselineUnavailable(f"TensorRT runs on the cuda target, not {target.name}")
+    def check_here(self, target) -> None:
         if target.remote:
             raise BaselineUnavailable("TensorRT runs on this machine's GPU, not over RPC")
         from pose_tuner.hardware.cuda import cuda_driver_present

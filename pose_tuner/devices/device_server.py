@@ -31,7 +31,9 @@ import argparse
 import logging
 import signal
 
-#: bumped when the functions above change; the host refuses an older helper
+#: bumped when the functions below change; the host refuses an older helper
+#: (:data:`pose_tuner.measure.rpc.HELPER_VERSION`). This file runs on devices as a
+#: standalone script, so it imports nothing of pose_tuner.
 HELPER_VERSION = 1
 
 

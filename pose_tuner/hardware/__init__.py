@@ -13,6 +13,8 @@ from pose_tuner.hardware.base import Target, TargetUnavailable
 from pose_tuner.hardware.cuda import CUDA
 from pose_tuner.hardware.rasp4b import Rasp4B
 from pose_tuner.hardware.x86 import HOST_ALIAS, host_target, members
+# the x86 members register themselves with pose_tuner.hardware.x86 when defined
+from pose_tuner.hardware import x86_avx2, x86_avx512, x86_avxvnni, x86_vnni  # noqa: F401
 
 TARGETS: dict[str, type[Target]] = {
     **{cls.name: cls for cls in members()},

@@ -1,20 +1,28 @@
-"""The ``Target`` contract: where and how a candidate is built and measured.
+"""The ``Target`` contract: what a kind of hardware is and what it supports.
 
-A target names one kind of hardware. It knows
+A target names one kind of hardware. It is a description: this layer imports nothing of
+TVM nor of the other layers of pose-tuner. It knows
 
-* its TVM target as a JSON dict (``tvm_target()``), usable as ``tvm.target.Target(d)``;
-* whether it can be used from this machine right now (``check_available()``), raising
-  :class:`TargetUnavailable` with a message that says how to fix it;
+* its TVM target as a JSON dict (``tvm_target()``), usable as ``tvm.target.Target(d)``,
+  and the device kind its artifacts run on (``device``: ``cpu`` or ``cuda``);
+* the facts of this machine it needs, checked without TVM (``check_available()``: the
+  host's ISA, a GPU driver, a configured tracker), raising :class:`TargetUnavailable`
+  with a message that says how to fix it. What needs TVM or the network (a pool's
+  devices, a probe run there, a GPU's runtime) is checked by
+  :func:`pose_tuner.devices.availability.check_available`, which calls this first;
+* how its devices are reached (``rpc_spec()``, None for this machine), how to attach one
+  (``attach_help()``) and whether a pool of it may be an emulation (``may_be_emulated``);
 * how many threads a measurement uses;
 * which baselines (other inference stacks) its users would compare against;
 * which quantization modes it runs (``quant_modes``) and, for int8, which integer dot
-  product kernel its builds use (``int8_kernel``, a name in :mod:`pose_tuner.compile.kernels`)
-  and how many bits its weights may use (``int8_weight_bits``: 7 where the kernel's
-  16-bit intermediate sums would saturate with full 8-bit weights). A point it cannot
-  run is refused before any work (:meth:`Target.refusal`).
+  product kernel its builds use (``int8_kernel``, a name in
+  :mod:`pose_tuner.compile.kernels`) and how many bits its weights may use
+  (``int8_weight_bits``: 7 where the kernel's 16-bit intermediate sums would saturate with
+  full 8-bit weights). A point it cannot run is refused before any work
+  (:meth:`Target.refusal`).
 
 Targets hold no state about a search and never touch the database; the search loop
-(``tuner``) asks them questions and hands their answers to builders and runners.
+asks them questions and hands their answers to builders and runners.
 """
 
 from __future__ import annotations
@@ -40,6 +48,11 @@ class Target:
     name: str = ""
     description: str = ""
     remote: bool = False
+    #: the device kind artifacts run on (TVM's name): ``cpu`` or ``cuda``
+    device: str = "cpu"
+    #: whether a pool of this target served from this machine is an emulation (its
+    #: latencies are marked and never compete with real devices)
+    may_be_emulated: bool = False
     #: names in :data:`pose_tuner.baselines.BASELINES` measured beside TVM on this target
     baselines: tuple[str, ...] = ()
     #: quantization modes this target builds and runs
@@ -49,6 +62,8 @@ class Target:
     int8_kernel: str | None = None
     #: bits of the int8 weights (ONNX Runtime's ``reduce_range`` when 7)
     int8_weight_bits: int = 8
+    #: the linker of the shared libraries a remote target's devices load (None: local)
+    cross_cc: str | None = None
 
     def refusal(self, quant: str) -> str | None:
         """Why this target cannot run a point in ``quant`` mode, or None if it can."""
@@ -66,21 +81,29 @@ class Target:
         return int(os.environ.get("TVM_NUM_THREADS", os.cpu_count() or 1))
 
     def check_available(self) -> None:
-        """Raise :class:`TargetUnavailable` if this machine cannot measure on the target."""
+        """Raise :class:`TargetUnavailable` if a fact of this machine, checked without TVM
+        or the network, rules the target out (see the module's docstring)."""
 
     def rpc_spec(self):
-        """Where the devices of a remote target are (:class:`pose_tuner.measure.rpc.RPCSpec`); None
-        for a target measured on this machine."""
+        """Where the devices of a remote target are (:class:`pose_tuner.hardware.remote.RPCSpec`);
+        None for a target measured on this machine. Raises :class:`TargetUnavailable` when
+        a remote target has no tracker configured."""
         return None
 
-    def is_emulated(self) -> bool:
-        """True when the measured device is an emulation (its latencies are marked and never
-        compete with real devices on the front)."""
-        return False
+    def attach_help(self) -> str:
+        """How to put a device of this target under its key (for a remote target's errors)."""
+        return ""
 
-    def device_identity(self) -> str:
+    def device_mismatch(self, dev, which: str) -> str | None:
+        """Why this target's artifacts cannot run on device ``dev`` (an object with TVM's
+        device attributes, local or over RPC, named ``which`` in the message); None when
+        they can."""
+        return None
+
+    def device_identity(self, emulated: bool = False) -> str:
         """Which device measurements come from, recorded with every point so that a change
-        of hardware can be told from a regression. Local targets: host name and CPU model."""
+        of hardware can be told from a regression. Local targets: host name and CPU model.
+        ``emulated``: the pool is an emulation (:func:`pose_tuner.devices.availability.is_emulated`)."""
         import platform
 
         model = ""
@@ -98,6 +121,7 @@ class Target:
             "name": self.name,
             "description": self.description,
             "remote": self.remote,
+            "device": self.device,
             "baselines": list(self.baselines),
             "quant_modes": list(self.quant_modes),
             "int8_kernel": self.int8_kernel,

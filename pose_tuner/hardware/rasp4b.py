@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from pose_tuner.hardware.base import Target, TargetUnavailable
+from pose_tuner.hardware.remote import CROSS_CC, RPCError, RPCSpec, tracker_from_env
+
 
 def attach_help(key: str = "rasp4b") -> str:
     """How to attach a Pi under ``key`` (the steps of the README)."""
@@ -17,12 +18,6 @@ def attach_help(key: str = "rasp4b") -> str:
         "baselines on the Pi), then pass `--tracker HOST:9190` (or set TVM_TRACKER_HOST and "
         "TVM_TRACKER_PORT)" + ("" if key == "rasp4b" else f" and `--rpc-key {key}`")
     )
-
-
-def tracker_from_env() -> str | None:
-    host = os.environ.get("TVM_TRACKER_HOST")
-    port = os.environ.get("TVM_TRACKER_PORT", "9190")
-    return f"{host}:{port}" if host else None
 
 
 @dataclass(frozen=True)
@@ -46,51 +41,28 @@ class Rasp4B(Target):
     def num_threads(self) -> int:
         return 4
 
-    def rpc_spec(self):
-        from pose_tuner.measure.rpc import RPCSpec
+    may_be_emulated: bool = True
+    cross_cc: str | None = CROSS_CC
 
+    def rpc_spec(self):
         tracker = self.tracker or tracker_from_env()
         if not tracker:
             raise TargetUnavailable("no Raspberry Pi is attached for target rasp4b; "
                                     + attach_help(self.rpc_key))
-        return RPCSpec.parse(tracker, self.rpc_key)
-
-    def _devices(self) -> list[str]:
-        from pose_tuner.measure.rpc import RPCError, servers, tracker_summary
-
-        spec = self.rpc_spec()
         try:
-            found = servers(tracker_summary(spec), self.rpc_key)
+            return RPCSpec.parse(tracker, self.rpc_key, cross_cc=self.cross_cc)
         except RPCError as exc:
-            raise TargetUnavailable(f"{exc}; {attach_help(self.rpc_key)}") from None
-        if not found:
-            raise TargetUnavailable(
-                f"the RPC tracker at {spec.tracker} has no device under key {self.rpc_key!r}; "
-                f"{attach_help(self.rpc_key)} (or `tuner device emulate rasp4b"
+            raise TargetUnavailable(str(exc)) from None
+
+    def attach_help(self) -> str:
+        return (f"{attach_help(self.rpc_key)} (or `tuner device emulate rasp4b"
                 + ("" if self.rpc_key == "rasp4b" else f" --key {self.rpc_key}")
                 + "` for an emulated Pi)")
-        return found
 
-    def is_emulated(self) -> bool:
-        from pose_tuner.measure.rpc import RPCError, pool_is_emulated
-
-        try:
-            return pool_is_emulated(self._devices())
-        except RPCError as exc:
-            raise TargetUnavailable(str(exc)) from None
-
-    def device_identity(self) -> str:
-        spec = self.rpc_spec()
-        kind = "emulated Pi (qemu)" if self.is_emulated() else "Raspberry Pi"
-        return f"{kind}, rpc key {self.rpc_key} at {spec.tracker}"
+    def device_identity(self, emulated: bool = False) -> str:
+        kind = "emulated Pi (qemu)" if emulated else "Raspberry Pi"
+        return f"{kind}, rpc key {self.rpc_key} at {self.rpc_spec().tracker}"
 
     def check_available(self) -> None:
-        """Tracker reachable, devices under the key, and a probe module built here runs on
-        one of them (the device's TVM runtime matches this host's)."""
-        from pose_tuner.measure.rpc import RPCError, probe
-
-        self.is_emulated()  # devices exist; a mix of real and emulated ones is refused
-        try:
-            probe(self.rpc_spec(), self.tvm_target())
-        except RPCError as exc:
-            raise TargetUnavailable(str(exc)) from None
+        """A tracker is configured (the pool itself: :mod:`pose_tuner.devices.availability`)."""
+        self.rpc_spec()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pose_tuner.hardware.base import Target, TargetUnavailable
-from pose_tuner.hardware.cpu_isa import LEVEL_NAMES, HostISAError, host_isa
+from pose_tuner.hardware.cpu_isa import LEVEL_NAMES, PREFERENCE, HostISAError, host_isa
 
 #: the alias that resolves to this host's best x86 target
 HOST_ALIAS = "x86"
@@ -38,6 +38,11 @@ class X86Target(Target):
 
     isa: str = ""
     mcpu: str = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _MEMBERS.append(cls)
+
     mattr: tuple[str, ...] = ()
     baselines: tuple[str, ...] = X86_BASELINES
 
@@ -71,14 +76,14 @@ class X86Target(Target):
         return {**super().describe(), "isa": self.isa}
 
 
-def members() -> list[type[X86Target]]:
-    """The x86 targets, best level first."""
-    from pose_tuner.hardware.x86_avx2 import X86AVX2
-    from pose_tuner.hardware.x86_avx512 import X86AVX512
-    from pose_tuner.hardware.x86_avxvnni import X86AVXVNNI
-    from pose_tuner.hardware.x86_vnni import X86VNNI
+#: the members, each added when its class is defined (``x86_*.py``, imported by the
+#: registry in :mod:`pose_tuner.hardware`)
+_MEMBERS: list[type[X86Target]] = []
 
-    return [X86VNNI, X86AVX512, X86AVXVNNI, X86AVX2]
+
+def members() -> list[type[X86Target]]:
+    """The x86 targets, best level first (:data:`pose_tuner.hardware.cpu_isa.PREFERENCE`)."""
+    return sorted(_MEMBERS, key=lambda cls: PREFERENCE.index(cls.isa))
 
 
 def _member_for(level: str | None) -> X86Target | None:

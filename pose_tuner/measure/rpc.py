@@ -14,48 +14,12 @@ needs only libc on the device (the device's RPC server has no compiler to link a
 from __future__ import annotations
 
 import socket
-from dataclasses import asdict, dataclass
 
+from pose_tuner.hardware.remote import CROSS_CC, RPCError, RPCSpec  # noqa: F401 (the pool's API)
 
-#: the linker for aarch64 devices' shared libraries (Debian: g++-aarch64-linux-gnu)
-CROSS_CC = "aarch64-linux-gnu-g++"
-
-
-class RPCError(RuntimeError):
-    """The device pool cannot be used; the message says which part failed and the fix."""
-
-
-@dataclass(frozen=True)
-class RPCSpec:
-    """Where a remote target's devices are: tracker, key, and session limits."""
-
-    tracker_host: str
-    tracker_port: int
-    key: str
-    #: seconds one session may last (a whole candidate's check and timing)
-    session_timeout_s: float = 900.0
-    #: the linker for the device's shared libraries
-    cross_cc: str = CROSS_CC
-    #: where artifacts run on the device: ``cpu`` or ``cuda`` (its first GPU)
-    device: str = "cpu"
-
-    @classmethod
-    def parse(cls, tracker: str, key: str, **kw) -> "RPCSpec":
-        host, _, port = tracker.rpartition(":")
-        if not host or not port.isdigit():
-            raise RPCError(f"bad tracker address {tracker!r}: write HOST:PORT, e.g. 127.0.0.1:9190")
-        return cls(host, int(port), key, **kw)
-
-    @property
-    def tracker(self) -> str:
-        return f"{self.tracker_host}:{self.tracker_port}"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def remote_device(self, sess):
-        """The device of RPC session ``sess`` that artifacts of this pool run on."""
-        return sess.cuda(0) if self.device == "cuda" else sess.cpu()
+#: the version of pose-tuner's device server (:mod:`pose_tuner.devices.device_server`)
+#: this host needs
+HELPER_VERSION = 1
 
 
 def tracker_summary(spec: RPCSpec, timeout_s: float = 5.0) -> dict:
@@ -131,18 +95,11 @@ class NoHelper(RPCError):
     """The device runs TVM's plain RPC server, without pose-tuner's functions."""
 
 
-def spec_from(payload: dict) -> "RPCSpec | None":
-    """The :class:`RPCSpec` a worker spec carries under ``"rpc"`` (None: this machine)."""
-    return RPCSpec(**payload["rpc"]) if payload.get("rpc") else None
-
-
 def helper_info(sess) -> dict:
     """What pose-tuner's device server reports about the device of session ``sess``
     (:mod:`pose_tuner.devices.device_server`); :class:`NoHelper` if the device runs TVM's plain
     server or an older helper."""
     import json
-
-    from pose_tuner.devices.device_server import HELPER_VERSION
 
     try:
         info = json.loads(sess.get_function("pose_tuner.info")())
@@ -168,55 +125,3 @@ def export_cross(executable, path: str, cross_cc: str) -> str:
         raise RPCError(f"the linker {cross_cc} for the device's libraries is not installed{hint}")
     executable.export_library(path, fcompile=cc.cross_compiler(cross_cc))
     return path
-
-
-def probe(spec: RPCSpec, tvm_target: dict) -> None:
-    """Run a tiny module built here on a device of the pool: proves the pool answers and
-    its TVM runtime loads this host's artifacts (same TVM version), else an error that
-    says which part failed."""
-    import os
-    import tempfile
-
-    import numpy as np
-    import tvm
-    from tvm import relax
-    from tvm.script import relax as R
-
-    from pose_tuner.compile.tvm_builder import compile_module
-
-    @tvm.script.ir_module
-    class Probe:
-        @R.function
-        def main(x: R.Tensor((4,), "float32")) -> R.Tensor((4,), "float32"):
-            return R.add(x, x)
-
-    ex = compile_module(Probe, tvm.target.Target(tvm_target))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_cross(ex, os.path.join(tmp, "probe.so"), spec.cross_cc)
-        sess = connect(spec, timeout_s=120)
-        dev = spec.remote_device(sess)
-        if spec.device != "cpu" and not dev.exist:
-            raise RPCError(
-                f"the device of key {spec.key!r} at {spec.tracker} has no {spec.device} device "
-                f"that TVM can use (no GPU there, or its TVM lacks the CUDA runtime: "
-                f"`python -c 'import tvm; print(tvm.cuda(0).exist)'` on it should print True)")
-        if spec.device == "cuda":
-            from pose_tuner.hardware.cuda import arch_mismatch
-
-            wrong = arch_mismatch(tvm_target["arch"], dev,
-                                  f"the GPU of key {spec.key!r} at {spec.tracker}")
-            if wrong:
-                raise RPCError(wrong)
-        try:
-            sess.upload(path)
-            vm = relax.VirtualMachine(sess.load_module("probe.so"), dev)
-            x = np.arange(4, dtype="float32")
-            got = vm["main"](tvm.runtime.tensor(x, dev)).numpy()
-        except Exception as exc:  # noqa: BLE001
-            what = f"{exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0]}"
-            raise RPCError(
-                f"a device of key {spec.key!r} cannot run an artifact built here ({what}); its "
-                f"TVM runtime probably differs from this host's (apache-tvm {tvm.__version__}): "
-                "install the same version on the device") from None
-        if not np.allclose(got, 2 * x):
-            raise RPCError(f"a device of key {spec.key!r} computed {got} for 2*{x}: broken runtime")

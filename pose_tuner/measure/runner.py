@@ -101,7 +101,7 @@ class LocalVM(_VM):
 
         self.tvm = tvm
         if device == "cuda":
-            from pose_tuner.hardware.cuda import load_runtime
+            from pose_tuner.measure.cuda_runtime import load_runtime
 
             load_runtime()
         self.on_gpu = device == "cuda"

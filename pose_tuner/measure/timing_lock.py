@@ -4,7 +4,7 @@ Two searches, a search and a nightly worker, or a benchmark beside either would 
 time their candidates at the same moment and both store figures of a shared CPU. Every
 timing loop of pose-tuner (:mod:`pose_tuner.measure.runner`, and through it the baselines' sessions
 and the benchmarks) holds :func:`timing_lock` while it times; MetaSchedule's runner holds it
-for each batch of its measurements (:mod:`pose_tuner.compile.tvm_builder`).
+for each batch of its measurements (:mod:`pose_tuner.compile.tuning`).
 
 The lock is an advisory ``flock`` on a file in ``$PTUNER_LOCK_DIR`` (default
 ``~/.cache/pose-tuner/locks``): the kernel releases it when its process dies, even by

@@ -27,7 +27,7 @@ from pose_tuner.search import SearchPoint, SearchSpaceError, load_space, parse_s
 from pose_tuner import build_version
 from pose_tuner.store.db import ParetoDB
 from pose_tuner.jobs.executor import run_on_device
-from pose_tuner.jobs.worker import run_device
+from pose_tuner.jobs.specs import RemeasureJob
 from pose_tuner.store.pareto import pareto_front
 from pose_tuner.store.records import CandidateRecord
 from pose_tuner.search.loop import SearchConfig, _PointRunner, _tag_suffix, is_stale, open_search, tvm_version
@@ -279,22 +279,21 @@ class _Night:
                               f"({rec.artifact_path if rec else 'row gone'})")
         ref = rec.artifact_path[:-3] + ".qdq.onnx" if rec.quant == "int8" else rec.model_path
         head = f"[{item.job}] re-measure {item.key}"
-        spec = {"kind": "remeasure", "artifact_path": rec.artifact_path, "onnx_path": ref,
-                "input_shape": [int(v) for v in rec.input_shape.split("x")], "quant": rec.quant,
-                "measure_budget_s": runner.cfg.measure_budget_s,
-                "device": run_device(runner.tvm_target)}
-        if runner.rpc is not None:  # a remote target's point is re-timed on a device of its pool
-            spec["rpc"] = runner.rpc.as_dict()
+        job = RemeasureJob(
+            artifact_path=rec.artifact_path, onnx_path=ref,
+            input_shape=tuple(int(v) for v in rec.input_shape.split("x")), quant=rec.quant,
+            measure_budget_s=runner.cfg.measure_budget_s, device=runner.target.device,
+            # a remote target's point is re-timed on a device of its pool
+            rpc=runner.rpc)
         result = run_on_device(
-            spec, runner.cfg.timeout_s, os.path.join(runner.run_root, f"remeasure-{item.key}.log"),
+            job, runner.cfg.timeout_s, os.path.join(runner.run_root, f"remeasure-{item.key}.log"),
             on_progress=lambda m: self.say(f"{head}: {m}"), threads=runner.threads,
             on_retry=lambda m: self.say(f"{head}: {m}"))
         snap = _snapshot(rec)
-        snap.update(outcome="remeasured", status=result.get("status", "failed"),
-                    error=result.get("error"),
-                    latency_median_ms=result.get("latency_median_ms"),
-                    latency_p90_ms=result.get("latency_p90_ms"),
-                    tvm_version=result.get("tvm_version"), tuner_version=build_version(),
+        snap.update(outcome="remeasured", status=result.status, error=result.error,
+                    latency_median_ms=result.latency_median_ms,
+                    latency_p90_ms=result.latency_p90_ms,
+                    tvm_version=result.tvm_version, tuner_version=build_version(),
                     device=runner.provenance["device"])
         if snap["status"] == "ok":
             self.say(f"{head}: {snap['latency_median_ms']:.3f} ms (stored "

@@ -1,6 +1,12 @@
-"""What the tuner varies: pruning ratio x quantization mode x schedule tuning.
+"""The search: what the tuner varies and how it walks that space.
 
-This package imports neither ``tuner`` nor ``targets``.
+* :mod:`~pose_tuner.search.space` – search points and the declarative space
+  (``default.toml``): pruning ratio x quantization mode x schedule tuning;
+* :mod:`~pose_tuner.search.strategy` – the strategies (the grid, Optuna's samplers);
+* :mod:`~pose_tuner.search.loop` – a search: the target checked, the model prepared, each
+  point run as a job, its record stored, the baselines beside it, the front.
+
+This package's ``__init__`` re-exports the space's names (it imports no heavy module).
 """
 
 from pose_tuner.search.space import (

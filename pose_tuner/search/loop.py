@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pose_tuner.search import SearchPoint, SearchSpace, load_space
+from pose_tuner.devices import availability
 from pose_tuner.hardware import get_target
 
 from pose_tuner import build_version
 from pose_tuner.store.db import ParetoDB
-from pose_tuner.jobs.executor import device_lost, run_in_child, run_on_device
+from pose_tuner.failures import MEASURE_AGAIN, ErrorKind, kind_of
+from pose_tuner.jobs.executor import run_in_child, run_on_device
+from pose_tuner.jobs.specs import (AccuracyJob, BaselineJob, CandidateJob, JobResult,
+                                   VariantJob)
 from pose_tuner.models.source import PreparedModel, prepare_model
 from pose_tuner.store.pareto import pareto_front
 from pose_tuner.store.records import ACCURACY_FIELDS, CandidateRecord
@@ -104,8 +108,8 @@ def tvm_version() -> str:
 
 def lost_device(rec: CandidateRecord) -> bool:
     """The row failed because its device went away (twice), which says nothing about the
-    point: a later search or night measures it again."""
-    return rec.status == "failed" and device_lost({"status": rec.status, "error": rec.error})
+    point: a later search or night measures it again (:data:`MEASURE_AGAIN`)."""
+    return rec.status == "failed" and kind_of(rec.error_kind) in MEASURE_AGAIN
 
 
 def is_stale(rec: CandidateRecord, tvm_ver: str | None = None) -> bool:
@@ -175,65 +179,66 @@ def make_variant(cfg: SearchConfig, model: PreparedModel, ratio: float,
     say(f"{head}: start")
     h, w = model.input_shape[2:]
     acc = cfg.accuracy
+    job = VariantJob(
+        model=cfg.model, input_size=(h, w), prune_ratio=ratio, importance=opts.importance,
+        round_to=opts.round_to, finetune_steps=opts.finetune_steps, recovery=method,
+        # distillation learns on, and AP before / after recovery is measured on, the
+        # accuracy data (the user's --coco-ann / --coco-images, else the synthetic split)
+        eval_ann=acc.ann_path if acc else None, eval_images=acc.images_dir if acc else None,
+        eval_max_people=acc.max_people if acc else None,
+        data_dir=os.path.join(cfg.log_dir, "data", "synthetic"), out_path=base + ".onnx")
     result = run_in_child(
-        {"kind": "variant", "model": cfg.model, "input_size": [h, w], "prune_ratio": ratio,
-         "importance": opts.importance, "round_to": opts.round_to,
-         "finetune_steps": opts.finetune_steps, "recovery": method,
-         # distillation learns on, and AP before / after recovery is measured on, the
-         # accuracy data (the user's --coco-ann / --coco-images, else the synthetic split)
-         "eval_ann": acc.ann_path if acc else None,
-         "eval_images": acc.images_dir if acc else None,
-         "eval_max_people": acc.max_people if acc else None,
-         "data_dir": os.path.join(cfg.log_dir, "data", "synthetic"), "out_path": base + ".onnx"},
-        cfg.timeout_s, os.path.join(run_root, f"variant-p{ratio:.2f}-{tag}.log"),
+        job, cfg.timeout_s, os.path.join(run_root, f"variant-p{ratio:.2f}-{tag}.log"),
         on_progress=lambda m: say(f"{head}: {m}"), threads=cfg.threads or os.cpu_count() or 1)
-    if result.get("status") != "ok":
-        say(f"{head}: FAILED: {result.get('error')}")
-        return ModelVariant(ratio, tag, None, None, None, None, result.get("error") or "failed")
-    info = {k: result[k] for k in ("param_count", "flops", "finetune_steps")}
+    if not result.ok:
+        say(f"{head}: FAILED: {result.error}")
+        return ModelVariant(ratio, tag, None, None, None, None, result.error or "failed")
+    info = {"param_count": result.param_count, "flops": result.flops,
+            "finetune_steps": result.finetune_steps}
     with open(info_path, "w", encoding="utf-8") as f:
-        json.dump({**info, "recovery": method,
-                   **{k: result.get(k) for k in ("ap_unpruned", "ap_pruned", "ap_recovered")}},
-                  f)
+        json.dump({**info, "recovery": method, "ap_unpruned": result.ap_unpruned,
+                   "ap_pruned": result.ap_pruned, "ap_recovered": result.ap_recovered}, f)
     return ModelVariant(ratio, tag, base + ".onnx", **info)
 
 
 def provenance(target, tvm_target: dict) -> dict:
     """What every record says about where it was built and measured."""
     return {"target_json": json.dumps(tvm_target, sort_keys=True),
-            "device": target.device_identity(), "emulated": target.is_emulated()}
+            "device": availability.device_identity(target),
+            "emulated": availability.is_emulated(target)}
 
 
-def _record(key: dict, model: PreparedModel, result: dict, t0: float,
+def _record(key: dict, model: PreparedModel, result: JobResult, t0: float,
             variant: ModelVariant | None = None, prov: dict | None = None) -> CandidateRecord:
-    """A database record from a child's result dict (failed or not)."""
+    """A database record from a job's result (failed or not)."""
     variant = variant or ModelVariant.unpruned(model)
+    r = result
     return CandidateRecord(
-        **key, **(prov or {}), model_name=model.name, status=result.get("status", "failed"),
-        error=result.get("error"), input_shape=model.input_shape_text,
+        **key, **(prov or {}), model_name=model.name, status=r.status, error=r.error,
+        error_kind=r.error_kind.value if r.error_kind else None,
+        input_shape=model.input_shape_text,
         model_path=variant.onnx_path, finetune_steps=variant.finetune_steps,
         cleaned_hash=model.cleaned_hash or None,
-        latency_median_ms=result.get("latency_median_ms"),
-        latency_p90_ms=result.get("latency_p90_ms"),
-        latency_mean_ms=result.get("latency_mean_ms"),
-        latency_std_ms=result.get("latency_std_ms"), latency_runs=result.get("latency_runs"),
-        max_abs_err=result.get("max_abs_err"), rel_err=result.get("rel_err"),
-        **{k: result.get(k) for k in ACCURACY_FIELDS},
-        model_size_bytes=result.get("model_size_bytes"), param_count=variant.param_count,
+        latency_median_ms=r.latency_median_ms, latency_p90_ms=r.latency_p90_ms,
+        latency_mean_ms=r.latency_mean_ms, latency_std_ms=r.latency_std_ms,
+        latency_runs=r.latency_runs, max_abs_err=r.max_abs_err, rel_err=r.rel_err,
+        **{k: getattr(r, k) for k in ACCURACY_FIELDS},
+        model_size_bytes=r.model_size_bytes, param_count=variant.param_count,
         flops=variant.flops,
-        artifact_path=os.path.abspath(result["artifact_path"]) if result.get("artifact_path") else None,
-        tune_trials_run=result.get("tune_trials_run"), tune_seconds=result.get("tune_seconds"),
-        build_seconds=result.get("build_seconds"), wall_seconds=time.time() - t0,
-        tvm_version=result.get("tvm_version"), tuner_version=build_version(), host=platform.node(),
+        artifact_path=os.path.abspath(r.artifact_path) if r.artifact_path else None,
+        tune_trials_run=r.tune_trials_run, tune_seconds=r.tune_seconds,
+        build_seconds=r.build_seconds, wall_seconds=time.time() - t0,
+        tvm_version=r.tvm_version, tuner_version=build_version(), host=platform.node(),
     )
 
 
 def accuracy_pass(cfg: SearchConfig, model: PreparedModel, db: ParetoDB,
                   records: list[CandidateRecord], threads: int, say: Callable[[str], None],
-                  run_root: str, tvm_target: dict) -> list[CandidateRecord]:
+                  run_root: str, device: str) -> list[CandidateRecord]:
     """Measure AP/PCK once per (pruning, quantization) variant on its fastest TVM build and
     give it to every schedule point of that variant: schedules change speed, not
-    predictions (the numerical check guards that). A failed evaluation fails the variant's
+    predictions (the numerical check guards that). ``device`` is where the target's
+    artifacts run (``Target.device``). A failed evaluation fails the variant's
     points with the reason."""
     from dataclasses import replace
 
@@ -249,9 +254,9 @@ def accuracy_pass(cfg: SearchConfig, model: PreparedModel, db: ParetoDB,
         done = next((r for r in recs if r.accuracy_dataset == ident and r.ap is not None), None)
         head = f"[accuracy] p{prune:.2f}-{quant}"
         if done is not None and not cfg.force:
-            result = {k: getattr(done, k) for k in ACCURACY_FIELDS}
+            result = JobResult(status="ok", **{k: getattr(done, k) for k in ACCURACY_FIELDS})
         else:
-            from pose_tuner.jobs.worker import host_artifact, run_device
+            from pose_tuner.jobs.worker import host_artifact
 
             fastest = min(recs, key=lambda r: r.latency_median_ms)
             # a remote device's candidate is scored on its host build (same variant)
@@ -260,23 +265,24 @@ def accuracy_pass(cfg: SearchConfig, model: PreparedModel, db: ParetoDB,
                 path = host_artifact(path)
             say(f"{head}: evaluating {fastest.schedule_label} build on {ident}")
             t0 = time.time()
+            job = AccuracyJob(
+                artifact_path=path, input_shape=model.input_shape, accuracy=cfg.accuracy,
+                # the artifact runs where its target does; a host build on the CPU
+                device=device if path == fastest.artifact_path else "cpu")
             result = run_in_child(
-                {"kind": "accuracy", "artifact_path": path,
-                 # the artifact runs where its target does; a host build on the CPU
-                 "device": run_device(tvm_target) if path == fastest.artifact_path else "cpu",
-                 "input_shape": list(model.input_shape), "accuracy": cfg.accuracy.as_dict()},
-                cfg.timeout_s, os.path.join(run_root, f"accuracy-p{prune:.2f}-{quant}.log"),
+                job, cfg.timeout_s, os.path.join(run_root, f"accuracy-p{prune:.2f}-{quant}.log"),
                 on_progress=lambda m, h=head: say(f"{h}: {m}"), threads=threads)
-            if result.get("status") == "ok":
-                say(f"{head}: AP {result['ap']:.3f}, PCK {result['pck']:.3f} "
-                    f"({result['accuracy_people']} people, {fmt_seconds(time.time() - t0)})")
+            if result.ok:
+                say(f"{head}: AP {result.ap:.3f}, PCK {result.pck:.3f} "
+                    f"({result.accuracy_people} people, {fmt_seconds(time.time() - t0)})")
             else:
-                say(f"{head}: FAILED: {result.get('error')}")
+                say(f"{head}: FAILED: {result.error}")
         for r in recs:
-            if result.get("status", "ok") == "ok":
-                new = replace(r, **{k: result[k] for k in ACCURACY_FIELDS})
+            if result.ok:
+                new = replace(r, **{k: getattr(result, k) for k in ACCURACY_FIELDS})
             else:
-                new = replace(r, status="failed", error=result.get("error"))
+                new = replace(r, status="failed", error=result.error,
+                              error_kind=result.error_kind.value)
             updated[r.id] = db.upsert(new)
     return [updated.get(r.id, r) for r in records]
 
@@ -345,8 +351,9 @@ class _PointRunner:
             return None
         refusal = self.target.refusal(point.quant)
         if refusal:  # refused before any work
-            rec = self.db.upsert(_record(key, model, {"status": "skipped", "error": refusal},
-                                         time.time(), prov=self.provenance))
+            rec = self.db.upsert(_record(
+                key, model, JobResult("skipped", refusal, ErrorKind.REFUSED), time.time(),
+                prov=self.provenance))
             self.done[point] = rec
             say(f"{head}: skipped: {refusal}")
             return rec
@@ -360,27 +367,22 @@ class _PointRunner:
                                                             self.run_root)
         variant = self.variants[point.prune_ratio]
         if variant.error:
-            result = {"status": "failed", "error": f"pruning: {variant.error}"}
+            result = JobResult.failure(ErrorKind.VARIANT, f"pruning: {variant.error}")
         else:
             name = f"{point.key}{_tag_suffix(tag)}"
-            spec = {
-                "onnx_path": variant.onnx_path, "input_shape": list(model.input_shape),
-                "tvm_target": self.tvm_target,
-                "point": {"prune_ratio": point.prune_ratio, "quant": point.quant,
-                          "schedule": point.schedule, "trials": point.trials},
-                "tuning_dir": self.tun_dir,
-                "artifact_path": os.path.join(self.art_root, f"{name}.so"),
-                "measure_budget_s": cfg.measure_budget_s,
-                "int8_kernel": self.target.int8_kernel,
-            }
-            if point.quant == "int8":
-                spec.update(calib_npy=_calibration_file(cfg, model, self.run_root),
-                            calibration=cfg.space.quantization.calibration,
-                            int8_weight_bits=self.target.int8_weight_bits)
-            if self.rpc is not None:
-                spec["rpc"] = self.rpc.as_dict()
+            int8 = point.quant == "int8"
+            job = CandidateJob(
+                onnx_path=variant.onnx_path, input_shape=model.input_shape,
+                tvm_target=self.tvm_target, prune_ratio=point.prune_ratio, quant=point.quant,
+                schedule=point.schedule, trials=point.trials, tuning_dir=self.tun_dir,
+                artifact_path=os.path.join(self.art_root, f"{name}.so"),
+                measure_budget_s=cfg.measure_budget_s, int8_kernel=self.target.int8_kernel,
+                int8_weight_bits=self.target.int8_weight_bits,
+                calib_npy=_calibration_file(cfg, model, self.run_root) if int8 else None,
+                calibration=cfg.space.quantization.calibration, device=self.target.device,
+                rpc=self.rpc)
             result = run_on_device(
-                spec, cfg.timeout_s, os.path.join(self.run_root, f"{name}.log"),
+                job, cfg.timeout_s, os.path.join(self.run_root, f"{name}.log"),
                 on_progress=lambda m, h=head, t=t0: say(f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
                 threads=self.threads, on_retry=lambda m, h=head: say(f"{h}: {m}"),
             )
@@ -430,21 +432,18 @@ class _PointRunner:
             except BaselineUnavailable as exc:
                 self.say(f"{head}: skipped: {exc}")
                 records.append(db.upsert(_record(
-                    key, model, {"status": "skipped", "error": str(exc)}, t0, prov=prov)))
+                    key, model, JobResult("skipped", str(exc), ErrorKind.UNAVAILABLE), t0,
+                    prov=prov)))
                 continue
             calib_path = _calibration_file(cfg, model, self.run_root) if bl.quant == "int8" else None
-            spec = {
-                "kind": "baseline", "baseline": name, "target": target.name,
-                "onnx_path": model.onnx_path, "input_shape": list(model.input_shape),
-                "work_dir": os.path.join(self.art_root, name), "calib_npy": calib_path,
-                "threads": self.threads, "measure_budget_s": cfg.measure_budget_s,
-                "accuracy": cfg.accuracy.as_dict() if cfg.accuracy else None,
-            }
-            if self.rpc is not None:
-                spec["rpc"] = self.rpc.as_dict()
+            job = BaselineJob(
+                baseline=name, target=target.name, onnx_path=model.onnx_path,
+                input_shape=model.input_shape, work_dir=os.path.join(self.art_root, name),
+                calib_npy=calib_path, threads=self.threads,
+                measure_budget_s=cfg.measure_budget_s, accuracy=cfg.accuracy, rpc=self.rpc)
             self.say(f"{head}: start")
             result = run_on_device(
-                spec, cfg.timeout_s, os.path.join(self.run_root, f"{name}.log"),
+                job, cfg.timeout_s, os.path.join(self.run_root, f"{name}.log"),
                 on_progress=lambda m, h=head, t=t0: self.say(
                     f"{h}: {m} [{fmt_seconds(time.time() - t)}]"),
                 threads=self.threads, on_retry=lambda m, h=head: self.say(f"{h}: {m}"),
@@ -470,7 +469,7 @@ class _PointRunner:
         measured = [r for r in same if r.ap is not None and r.id != rec.id]
         (new,) = [r for r in accuracy_pass(self.cfg, self.model, self.db, [rec] + measured,
                                            self.threads, self.say, self.run_root,
-                                           self.tvm_target)
+                                           self.target.device)
                   if r.id == rec.id]
         for p, r in self.done.items():
             if r.id == new.id:
@@ -506,7 +505,7 @@ def open_search(cfg: SearchConfig, say: Callable[[str], None] = print,
     the database, the model (exported and checked) and a point runner over them."""
     t_start = time.time() if t_start is None else t_start
     target = get_target(cfg.target, tracker=cfg.tracker, rpc_key=cfg.rpc_key, arch=cfg.cuda_arch)
-    target.check_available()  # fails fast, before any work, for an unattached device
+    availability.check_available(target)  # fails fast, before any work, for an unattached device
     check_log_dir(cfg.log_dir)
     from pose_tuner.store.db import default_url
 
@@ -570,7 +569,7 @@ def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
             f"({', '.join(p.key for p in skipped)}); run again to continue")
     if cfg.accuracy is not None:
         records = accuracy_pass(cfg, model, db, records, runner.threads, say, runner.run_root,
-                                runner.tvm_target)
+                                runner.target.device)
     if cfg.baselines:
         records += runner.baselines()
     front = pareto_front(db.records(target=target.name, model_hash=model.model_hash))

@@ -93,7 +93,7 @@ def parse_schedule(text: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class PruningOptions:
-    """How a pruning ratio is applied (see :mod:`pose_tuner.search.pruning`)."""
+    """How a pruning ratio is applied (see :mod:`pose_tuner.models.pruning`)."""
 
     importance: str = "l1"      # l1 | group_norm
     round_to: int = 8           # kept channels rounded to a multiple of this

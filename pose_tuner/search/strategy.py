@@ -87,6 +87,14 @@ def optuna_search(cfg, points: list[SearchPoint], runner, say: Callable[[str], N
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             continue
         fresh = point not in runner.done
+        if not fresh:
+            # the sampler proposes a point it has already seen (likely in a small
+            # categorical space): the next ask takes the first point not yet measured, so
+            # the search still runs its n_trials new points
+            todo = next((p for p in points if p not in runner.done), None)
+            if todo is not None:
+                study.enqueue_trial({"prune_ratio": todo.prune_ratio, "quant": todo.quant,
+                                     "schedule": todo.schedule_label})
         rec = runner.evaluate(point)
         if rec is None:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)

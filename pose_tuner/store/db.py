@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from pose_tuner.store.records import CandidateRecord
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 KEY_FIELDS = ("model_hash", "target", "backend", "prune_ratio", "quant", "schedule", "trials",
               "variant", "target_config")
 
@@ -76,7 +76,7 @@ class ParetoDB:
             "schedule": sa.String(32), "trials": sa.Integer, "status": sa.String(16),
             "variant": sa.String(128), "finetune_steps": sa.Integer,
             "target_config": sa.String(64),
-            "error": sa.Text, "input_shape": sa.String(64), "latency_runs": sa.Integer,
+            "error": sa.Text, "error_kind": sa.String(32), "input_shape": sa.String(64), "latency_runs": sa.Integer,
             "model_size_bytes": sa.BigInteger, "param_count": sa.BigInteger,
             "artifact_path": sa.Text, "model_path": sa.Text,
             "accuracy_dataset": sa.String(200), "accuracy_people": sa.Integer, "emulated": sa.Boolean, "tune_trials_run": sa.Integer,
@@ -152,7 +152,7 @@ class ParetoDB:
                         )
                     if version == 1:
                         self._migrate_v1(conn)
-                    elif version in (2, 3):
+                    elif version in (2, 3, 4):
                         self._add_columns(conn)
                     elif version < SCHEMA_VERSION:
                         raise DatabaseError(
@@ -175,23 +175,35 @@ class ParetoDB:
                                 f"{str(exc).splitlines()[0]}") from None
 
     def _add_columns(self, conn) -> None:
-        """v2 or v3 -> v4 by adding the columns they lack, NULL on old rows: v3's provenance
-        columns ``target_json`` and ``device``, v4's ``cleaned_hash``; the nightly tables
-        (v3) are created by ``create_all``."""
+        """v2, v3 or v4 -> v5 by adding the columns they lack, NULL on old rows: v3's
+        provenance columns ``target_json`` and ``device``, v4's ``cleaned_hash``, v5's
+        ``error_kind`` (filled in for old failed rows: :func:`legacy_error_kind`); the
+        nightly tables (v3) are created by ``create_all``."""
         sa = self.sa
         have = {c["name"] for c in sa.inspect(conn).get_columns("candidates")}
         for name, typ in (("target_json", "TEXT"), ("device", "VARCHAR(256)"),
-                          ("cleaned_hash", "VARCHAR(64)")):
+                          ("cleaned_hash", "VARCHAR(64)"), ("error_kind", "VARCHAR(32)")):
             if name not in have:
                 conn.execute(sa.text(f"ALTER TABLE candidates ADD COLUMN {name} {typ}"))
+        self._fill_error_kinds(conn)
         self._set_version(conn)
+
+    def _fill_error_kinds(self, conn) -> None:
+        """Give the failed and skipped rows of an older database their error kind."""
+        sa = self.sa
+        c = self.candidates.c
+        rows = conn.execute(sa.select(c.id, c.status, c.error).where(
+            c.status != "ok", c.error_kind.is_(None))).all()
+        for row_id, status, error in rows:
+            conn.execute(self.candidates.update().where(c.id == row_id)
+                         .values(error_kind=legacy_error_kind(status, error)))
 
     def _set_version(self, conn) -> None:
         conn.execute(self.meta.update().where(self.meta.c.key == "schema_version")
                      .values(value=str(SCHEMA_VERSION)))
 
     def _migrate_v1(self, conn) -> None:
-        """v1 -> v4: the ``variant`` and ``target_config`` key columns and ``finetune_steps``
+        """v1 -> v5: the ``variant`` and ``target_config`` key columns and ``finetune_steps``
         (rows keep their ids; v1 rows are plain-model points: variant '', target config
         unknown (''), not fine-tuned), and the later columns (NULL)."""
         sa = self.sa
@@ -200,6 +212,8 @@ class ParetoDB:
         old.drop(conn)
         self.candidates.create(conn)
         for r in rows:
+            if r.get("status") != "ok":
+                r["error_kind"] = legacy_error_kind(r.get("status"), r.get("error"))
             r.setdefault("variant", "")
             r.setdefault("target_config", "")
             r.setdefault("finetune_steps", 0 if r.get("prune_ratio") else None)
@@ -272,3 +286,27 @@ class ParetoDB:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+#: how releases before schema v5 worded each kind of failure (read once, when an older
+#: database is migrated; nothing reads messages afterwards)
+_LEGACY_WORDING = (
+    ("timed out after", "timeout"),
+    ("candidate process", "crash"),
+    ("numericalmismatch", "numerical_mismatch"),
+    ("pruning:", "variant"),
+    ("accuracy:", "accuracy"),
+    ("tuning measured none", "tuning"),
+    ("rpcerror", "device_lost"), ("rpc session", "device_lost"), ("rpccode", "device_lost"),
+    ("connection", "device_lost"), ("socket", "device_lost"),
+    ("session timeout", "device_lost"), ("broken pipe", "device_lost"),
+    ("tracker", "device_lost"),
+)
+
+
+def legacy_error_kind(status: str | None, error: str | None) -> str:
+    """The error kind of a row written before schema v5, from its status and message."""
+    text = (error or "").lower()
+    if status == "skipped":
+        return "refused" if "does not run" in text else "unavailable"
+    return next((kind for words, kind in _LEGACY_WORDING if words in text), "error")

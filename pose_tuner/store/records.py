@@ -13,7 +13,8 @@ ACCURACY_FIELDS = ("ap", "ap50", "ap75", "ar", "pck", "accuracy_dataset", "accur
 class CandidateRecord:
     """One point of one model on one target: its configuration and what was measured.
 
-    ``status`` is ``ok`` or ``failed`` (then ``error`` says why); measurements are None
+    ``status`` is ``ok``, ``failed`` or ``skipped`` (then ``error`` says why and
+    ``error_kind`` what kind of failure it is); measurements are None
     where they were not taken. ``backend`` is ``tvm`` for tuner candidates; baselines
     (ONNX Runtime, OpenVINO, TensorRT) use their own names.
     """
@@ -34,6 +35,9 @@ class CandidateRecord:
     target_config: str = ""
     finetune_steps: int | None = None  # fine-tuning steps after pruning (0: not fine-tuned)
     error: str | None = None
+    #: what kind of failure (a :class:`pose_tuner.failures.ErrorKind` value) for a failed
+    #: or skipped row: the rules (re-measure, retry) read this, never ``error``
+    error_kind: str | None = None
     input_shape: str | None = None
     model_path: str | None = None  # the reference ONNX file the candidate was built from
     #: hash of the cleaned ONNX file the pipeline used (``model_hash`` is the user's file's)

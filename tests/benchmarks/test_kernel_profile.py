@@ -13,11 +13,12 @@ def test_kernel_profile_of_a_compiled_model(tiny_onnx, tmp_path):
     import tvm
 
     from pose_tuner.hardware import get_target
-    from pose_tuner.compile import tvm_builder as tb
+    from pose_tuner.compile import frontend, pipeline
 
     target = tvm.target.Target(get_target("x86").tvm_target())
     path = str(tmp_path / "tiny.so")
-    tb.compile_module(tb.prepare(tb.import_onnx(tiny_onnx), target), target).export_library(path)
+    pipeline.compile_module(pipeline.prepare(frontend.import_onnx(tiny_onnx), target),
+                            target).export_library(path)
     run = subprocess.run([sys.executable, SCRIPT, path, "--input-shape", "1x3x32x32",
                           "--runs", "5", "--top", "50"],
                          capture_output=True, text=True, timeout=300)

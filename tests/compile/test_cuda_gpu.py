@@ -43,13 +43,13 @@ def test_cuda_library_runs_on_the_gpu_without_a_compiler(tiny_onnx, tmp_path):
 
     from pose_tuner.hardware import get_target
 
-    from pose_tuner.compile import tvm_builder
+    from pose_tuner.compile import frontend, pipeline
 
     dev = tvm.cuda(0)
     arch = "sm_" + dev.compute_version.replace(".", "")
     target = tvm.target.Target(get_target("cuda", arch=arch).tvm_target())
-    ex = tvm_builder.compile_module(
-        tvm_builder.prepare(tvm_builder.import_onnx(tiny_onnx), target), target)
+    ex = pipeline.compile_module(
+        pipeline.prepare(frontend.import_onnx(tiny_onnx), target), target)
     lib = tmp_path / "tiny_cuda.so"
     ex.export_library(str(lib))
 

@@ -1,4 +1,4 @@
-"""Integer int8 compute for QDQ models (pose_tuner/compile/int8.py): the rewrite, numerics vs ONNX
+"""Integer int8 compute for QDQ models (pose_tuner/compile/int8/): the rewrite, numerics vs ONNX
 Runtime running the same QDQ model in its exact form, calibration options, 7-bit weights,
 and (slow) tuned code with the host target's int8 kernel."""
 
@@ -25,7 +25,7 @@ def conv_qdq(tmp_path_factory):
     deconvolution with ReLU, input 1x3x64x48."""
     import torch
 
-    from pose_tuner.compile.int8 import quantize_qdq
+    from pose_tuner.compile.int8.quantize import quantize_qdq
 
     torch.manual_seed(0)
 
@@ -75,18 +75,18 @@ def _tvm(mod, x, target=None, work_dir=None):
     import tvm
     from tvm import relax
 
-    from pose_tuner.compile import tvm_builder
+    from pose_tuner.compile import pipeline
 
     target = target or tvm.target.Target({"kind": "llvm", "num-cores": 1})
-    mod = tvm_builder.prepare(mod, target)
-    ex = tvm_builder.compile_module(mod, target, work_dir)
+    mod = pipeline.prepare(mod, target)
+    ex = pipeline.compile_module(mod, target, work_dir)
     vm = relax.VirtualMachine(ex, tvm.cpu())
     return vm["main"](tvm.runtime.tensor(x)).numpy(), ex
 
 
 def _check(path, mod, shape, **kw):
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-    from pose_tuner.compile.int8 import exact_reference
+    from pose_tuner.compile.int8.quantize import exact_reference
 
     y, ex = _tvm(mod, x, **kw)
     ref = _ort(exact_reference(path), x)  # ONNX Runtime's U8S8 kernels saturate without VNNI
@@ -98,7 +98,7 @@ def _check(path, mod, shape, **kw):
 
 
 def test_unknown_calibration_method(tmp_path):
-    from pose_tuner.compile.int8 import quantize_qdq
+    from pose_tuner.compile.int8.quantize import quantize_qdq
 
     with pytest.raises(ValueError, match="calibration method 'median'.*minmax"):
         quantize_qdq(str(tmp_path / "none.onnx"), np.zeros((1, 3, 8, 8), np.float32),
@@ -106,10 +106,10 @@ def test_unknown_calibration_method(tmp_path):
 
 
 def test_rewrite_produces_integer_ops(conv_qdq):
-    from pose_tuner.compile import tvm_builder
-    from pose_tuner.compile.int8 import integer_reductions, integer_rewrite
+    from pose_tuner.compile import frontend
+    from pose_tuner.compile.int8.rewrite import integer_reductions, integer_rewrite
 
-    mod = tvm_builder.import_onnx(conv_qdq[1])
+    mod = frontend.import_onnx(conv_qdq[1])
     assert integer_reductions(mod) == []
     stats = {}
     out = integer_rewrite(mod, stats)
@@ -130,11 +130,11 @@ def test_rewrite_produces_integer_ops(conv_qdq):
 
 
 def test_numerics_match_onnxruntime_qdq(conv_qdq):
-    from pose_tuner.compile import tvm_builder
-    from pose_tuner.compile.int8 import integer_rewrite
+    from pose_tuner.compile import frontend
+    from pose_tuner.compile.int8.rewrite import integer_rewrite
 
     path = conv_qdq[1]
-    _check(path, integer_rewrite(tvm_builder.import_onnx(path)), (1, 3, 64, 48))
+    _check(path, integer_rewrite(frontend.import_onnx(path)), (1, 3, 64, 48))
 
 
 def test_channel_shuffle_moves_8_bit_values_exactly(tmp_path):
@@ -143,8 +143,9 @@ def test_channel_shuffle_moves_8_bit_values_exactly(tmp_path):
     data movement fold away and the result still matches ONNX Runtime's QDQ model."""
     import torch
 
-    from pose_tuner.compile import tvm_builder
-    from pose_tuner.compile.int8 import integer_rewrite, quantize_qdq
+    from pose_tuner.compile import frontend
+    from pose_tuner.compile.int8.quantize import quantize_qdq
+    from pose_tuner.compile.int8.rewrite import integer_rewrite
 
     torch.manual_seed(0)
 
@@ -167,7 +168,7 @@ def test_channel_shuffle_moves_8_bit_values_exactly(tmp_path):
     fp32 = _export(Shuffle(), (1, 3, 64, 48), tmp_path / "shuffle.onnx")
     calib = np.random.default_rng(0).standard_normal((4, 3, 64, 48)).astype(np.float32)
     path = quantize_qdq(fp32, calib, str(tmp_path / "shuffle.qdq.onnx"))
-    mod = tvm_builder.import_onnx(path)
+    mod = frontend.import_onnx(path)
     stats = {}
     out = integer_rewrite(mod, stats)
     # max-pool, the two slices, the shuffle's reshape / transpose / reshape, the last slice
@@ -189,8 +190,9 @@ def test_dense_and_signed_activations(tmp_path):
     import torch
     from onnx import TensorProto, helper, numpy_helper
 
-    from pose_tuner.compile import tvm_builder
-    from pose_tuner.compile.int8 import integer_rewrite, quantize_qdq
+    from pose_tuner.compile import frontend
+    from pose_tuner.compile.int8.quantize import quantize_qdq
+    from pose_tuner.compile.int8.rewrite import integer_rewrite
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(
@@ -200,7 +202,7 @@ def test_dense_and_signed_activations(tmp_path):
     calib = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
     qdq = quantize_qdq(fp32, calib, str(tmp_path / "mlp.qdq.onnx"), method="percentile")
     stats = {}
-    _check(qdq, integer_rewrite(tvm_builder.import_onnx(qdq), stats), (1, 3, 16, 16))
+    _check(qdq, integer_rewrite(frontend.import_onnx(qdq), stats), (1, 3, 16, 16))
     # the Flatten between conv and Linear moves 8-bit values
     assert stats == {"conv2d": 1, "depthwise": 0, "conv2d_transpose": 0, "dense": 2,
                      "movement": 1}
@@ -238,7 +240,7 @@ def test_dense_and_signed_activations(tmp_path):
     path = str(tmp_path / "s8.onnx")
     onnx.save(model, path)
     stats = {}
-    _check(path, integer_rewrite(tvm_builder.import_onnx(path), stats), (1, cin, 12, 10))
+    _check(path, integer_rewrite(frontend.import_onnx(path), stats), (1, cin, 12, 10))
     assert stats["conv2d"] == 1
 
 
@@ -247,14 +249,15 @@ def test_exact_reference_equals_integer_maths_on_every_isa(conv_qdq, tmp_path):
     the integer maths: TVM's untensorized integer build, whose loops cannot saturate,
     equals it but for rare one-step ties (the depthwise conv stays float in TVM, integer in
     ONNX Runtime). (Its U8S8 kernels on a CPU without VNNI saturate: 10 steps off.)"""
-    from pose_tuner.compile import tvm_builder
+    from pose_tuner.compile import frontend
     from pose_tuner.measure.inputs import structured_input
-    from pose_tuner.compile.int8 import exact_reference, integer_rewrite
+    from pose_tuner.compile.int8.quantize import exact_reference
+    from pose_tuner.compile.int8.rewrite import integer_rewrite
 
     fp32, qdq = conv_qdq
     exact = exact_reference(qdq, str(tmp_path / "exact.onnx"))
     x = structured_input((1, 3, 64, 48), seed=1)
-    y, _ = _tvm(integer_rewrite(tvm_builder.import_onnx(qdq)), x)
+    y, _ = _tvm(integer_rewrite(frontend.import_onnx(qdq)), x)
     ref = _ort(exact, x)
     assert ref.std() > 0 and np.unique(ref).size > 10
     d = np.abs(y - ref) / _out_step(qdq)
@@ -273,7 +276,7 @@ def test_seven_bit_weights_stay_within_64(tmp_path, conv_qdq):
     import onnx
     from onnx import numpy_helper
 
-    from pose_tuner.compile.int8 import quantize_qdq
+    from pose_tuner.compile.int8.quantize import quantize_qdq
 
     calib = np.random.default_rng(0).standard_normal((4, 3, 64, 48)).astype(np.float32)
     q7 = quantize_qdq(conv_qdq[0], calib, str(tmp_path / "q7.onnx"), weight_bits=7)
@@ -294,8 +297,9 @@ def test_tuned_int8_uses_the_host_kernel_and_matches_exactly(conv_qdq, tmp_path)
 
     from pose_tuner.hardware import TargetUnavailable, get_target
 
-    from pose_tuner.compile import tvm_builder
-    from pose_tuner.compile.int8 import exact_reference, integer_rewrite, quantize_qdq
+    from pose_tuner.compile import frontend, pipeline, tuning
+    from pose_tuner.compile.int8.quantize import exact_reference, quantize_qdq
+    from pose_tuner.compile.int8.rewrite import integer_rewrite
     from pose_tuner.compile.kernels import count_instructions, get_kernel
 
     try:
@@ -307,11 +311,11 @@ def test_tuned_int8_uses_the_host_kernel_and_matches_exactly(conv_qdq, tmp_path)
     calib = np.random.default_rng(0).standard_normal((4, 3, 64, 48)).astype(np.float32)
     path = quantize_qdq(conv_qdq[0], calib, str(tmp_path / "q.onnx"),
                         weight_bits=tdef.int8_weight_bits)
-    mod = tvm_builder.prepare(integer_rewrite(tvm_builder.import_onnx(path)), target)
-    stats = tvm_builder.tune(mod, target, str(tmp_path / "db"), 32, int8_kernel=kernel.name)
+    mod = pipeline.prepare(integer_rewrite(frontend.import_onnx(path)), target)
+    stats = tuning.tune(mod, target, str(tmp_path / "db"), 32, int8_kernel=kernel.name)
     assert stats.trials_measured > 0
     x = np.random.default_rng(1).standard_normal((1, 3, 64, 48)).astype(np.float32)
-    y, ex = _tvm(integer_rewrite(tvm_builder.import_onnx(path)), x, target=target,
+    y, ex = _tvm(integer_rewrite(frontend.import_onnx(path)), x, target=target,
                  work_dir=str(tmp_path / "db"))
     ref = _ort(exact_reference(path), x)
     d = np.abs(y - ref) / _out_step(path)
@@ -336,7 +340,8 @@ def test_depthwise_schedule_is_parallel_vectorised_and_exact():
     import tvm
     from tvm import te, s_tir
 
-    from pose_tuner.compile.int8 import schedule_depthwise, te_depthwise_nchwc_int8_requant
+    from pose_tuner.compile.int8.rules import schedule_depthwise
+    from pose_tuner.compile.int8.te import te_depthwise_nchwc_int8_requant
 
     rng = np.random.default_rng(0)
     d = rng.integers(0, 256, (1, 2, 13, 11, 16), dtype=np.uint8)
@@ -376,9 +381,11 @@ def test_exact_reference_computes_residual_adds_as_the_graph_says(tmp_path):
     import torch
     from onnx import numpy_helper, utils
 
-    from pose_tuner.compile import tvm_builder
-    from pose_tuner.compile.int8 import EXACT_RULES, EXACT_RULES_KEY, exact_reference, integer_rewrite, \
-        quantize_qdq
+    from pose_tuner.compile import frontend
+    from pose_tuner.compile.int8.quantize import (
+        EXACT_RULES, EXACT_RULES_KEY, exact_reference, quantize_qdq,
+    )
+    from pose_tuner.compile.int8.rewrite import integer_rewrite
 
     torch.manual_seed(0)
 
@@ -427,7 +434,7 @@ def test_exact_reference_computes_residual_adds_as_the_graph_says(tmp_path):
     want = np.clip(np.rint((deq(a, dqs[0]) + deq(b, dqs[1])) / f32(inits[q_out.input[1]]))
                    + int(inits[q_out.input[2]]), 0, 255)
     np.testing.assert_array_equal(c, want.astype(c.dtype))
-    _check(qdq, integer_rewrite(tvm_builder.import_onnx(qdq)), (1, 3, 24, 20))
+    _check(qdq, integer_rewrite(frontend.import_onnx(qdq)), (1, 3, 24, 20))
 
 
 @pytest.mark.slow
@@ -441,10 +448,11 @@ def test_mobilenetv2_deconv_int8_equals_the_exact_reference(tmp_path):
 
     from pose_tuner.hardware import get_target
 
-    from pose_tuner.compile import tvm_builder
+    from pose_tuner.compile import frontend
     from pose_tuner.measure.check import compare
     from pose_tuner.measure.inputs import structured_input
-    from pose_tuner.compile.int8 import exact_reference, integer_rewrite, quantize_qdq
+    from pose_tuner.compile.int8.quantize import exact_reference, quantize_qdq
+    from pose_tuner.compile.int8.rewrite import integer_rewrite
     from pose_tuner.models.source import parse_input_size, prepare_model
     from pose_tuner.jobs.worker import NUMERICS
 
@@ -454,7 +462,7 @@ def test_mobilenetv2_deconv_int8_equals_the_exact_reference(tmp_path):
     qdq = quantize_qdq(model.onnx_path, calib, str(tmp_path / "q.onnx"),
                        weight_bits=get_target("x86-avx2").int8_weight_bits)
     stats = {}
-    mod = integer_rewrite(tvm_builder.import_onnx(qdq), stats)
+    mod = integer_rewrite(frontend.import_onnx(qdq), stats)
     assert stats["depthwise"] == 17 and stats["conv2d_transpose"] == 3
     x = structured_input(model.input_shape, seed=3)
     y, _ = _tvm(mod, x, target=tvm.target.Target({"kind": "llvm", "num-cores": 2}))

@@ -15,7 +15,7 @@ def test_subpixel_rewrite_matches_torch(tmp_path, k, s, p, op, cin, cout, h, w):
     from tvm import relax
 
     from pose_tuner.compile.relax_passes import SubPixelConvTranspose
-    from pose_tuner.compile.tvm_builder import import_onnx
+    from pose_tuner.compile.frontend import import_onnx
 
     torch.manual_seed(0)
     m = torch.nn.ConvTranspose2d(cin, cout, k, s, p, output_padding=op, bias=True).eval()
@@ -35,7 +35,7 @@ def test_subpixel_rewrite_matches_torch(tmp_path, k, s, p, op, cin, cout, h, w):
 
 def test_grouped_deconv_is_left_alone(tmp_path):
     from pose_tuner.compile.relax_passes import SubPixelConvTranspose
-    from pose_tuner.compile.tvm_builder import import_onnx
+    from pose_tuner.compile.frontend import import_onnx
 
     m = torch.nn.ConvTranspose2d(4, 4, 4, 2, 1, groups=2).eval()
     path = str(tmp_path / "g.onnx")

@@ -13,7 +13,9 @@ def test_tune_measures_trials_and_second_run_reuses_records(tiny_onnx, tmp_path)
     from pose_tuner.measure.inputs import structured_input
     from pose_tuner.measure.reference import ORTSession
     from pose_tuner.measure.runner import LocalVM
-    from pose_tuner.compile.tvm_builder import compile_module, import_onnx, prepare, tune
+    from pose_tuner.compile.frontend import import_onnx
+    from pose_tuner.compile.pipeline import compile_module, prepare
+    from pose_tuner.compile.tuning import tune
 
     target = tvm.target.Target(get_target("x86").tvm_target())
     mod = prepare(import_onnx(tiny_onnx), target)
@@ -46,7 +48,7 @@ def test_tune_measures_trials_and_second_run_reuses_records(tiny_onnx, tmp_path)
 
 
 def test_allocate_trials_follows_flops_with_a_floor():
-    from pose_tuner.compile.tvm_builder import allocate_trials
+    from pose_tuner.compile.tuning import allocate_trials
 
     alloc = allocate_trials([100.0, 1.0, 1.0, 898.0], 256)
     assert all(a >= 16 for a in alloc)
@@ -67,15 +69,16 @@ def test_cuda_build_carries_compiled_kernels(tiny_onnx, tmp_path):
 
     from pose_tuner.hardware import get_target
 
-    from pose_tuner.compile import tvm_builder
-    from pose_tuner.hardware.cuda import cuda_driver_present, fatbin_images
+    from pose_tuner.compile import frontend, pipeline
+    from pose_tuner.compile.toolchains.cuda import fatbin_images
+    from pose_tuner.hardware.cuda import cuda_driver_present
 
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc not installed")
     had_driver = cuda_driver_present()
     target = tvm.target.Target(get_target("cuda").tvm_target())
-    ex = tvm_builder.compile_module(
-        tvm_builder.prepare(tvm_builder.import_onnx(tiny_onnx), target), target)
+    ex = pipeline.compile_module(
+        pipeline.prepare(frontend.import_onnx(tiny_onnx), target), target)
     path = tmp_path / "cuda.so"
     ex.export_library(str(path))
     data = path.read_bytes()
@@ -100,7 +103,7 @@ def test_cuda_build_carries_compiled_kernels(tiny_onnx, tmp_path):
 
 
 def test_fatbin_images_reads_headers():
-    from pose_tuner.hardware.cuda import fatbin_images
+    from pose_tuner.compile.toolchains.cuda import fatbin_images
 
     def entry(kind, arch, payload):
         head = struct.pack("<HHIQIIHHI", kind, 0x101, 32, len(payload), 0, 0, 8, 1, arch)
@@ -125,26 +128,26 @@ def test_metaschedule_builds_cuda_candidates(tiny_onnx, quant):
 
     from pose_tuner.hardware import get_target
 
-    from pose_tuner.compile import tvm_builder
-    from pose_tuner.hardware.cuda import enable_codegen, fatbin_images
+    from pose_tuner.compile import pipeline, tuning
+    from pose_tuner.compile.toolchains.cuda import enable_codegen, fatbin_images
 
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc not installed")
     from pose_tuner.jobs.worker import import_float
 
     target = tvm.target.Target(get_target("cuda").tvm_target())
-    mod = tvm_builder.prepare(import_float(tiny_onnx, quant, lambda _m: None), target)
+    mod = pipeline.prepare(import_float(tiny_onnx, quant, lambda _m: None), target)
     enable_codegen()
     tasks = [t for t in ms.relax_integration.extract_tasks(mod, target)
              if not t.mod.attrs or not t.mod.attrs.get("tirx.is_scheduled", False)]
     assert len(tasks) >= 4
-    builder = tvm_builder.InProcessBuilder()
+    builder = tuning.InProcessBuilder()
     try:
         for task in tasks:
             # a sampled candidate may exceed the GPU's shared memory: a few seeds each
             for seed in range(4):
                 ctx = ms.TuneContext(mod=task.dispatched[0], target=target,
-                                     space_generator=tvm_builder.space_generator(target),
+                                     space_generator=tuning.space_generator(target),
                                      search_strategy="replay-trace", task_name=task.task_name,
                                      rand_state=seed)
                 spaces = ctx.space_generator.generate_design_space(task.dispatched[0])
@@ -172,7 +175,9 @@ def test_unfused_batchnorm_epilogues_tune_and_match(opset8_bn_onnx, tmp_path):
     from pose_tuner.measure.check import compare
     from pose_tuner.measure.inputs import structured_input
     from pose_tuner.measure.runner import LocalVM
-    from pose_tuner.compile.tvm_builder import compile_module, import_onnx, prepare, tune
+    from pose_tuner.compile.frontend import import_onnx
+    from pose_tuner.compile.pipeline import compile_module, prepare
+    from pose_tuner.compile.tuning import tune
 
     target = tvm.target.Target(get_target("x86").tvm_target())
     mod = prepare(import_onnx(opset8_bn_onnx.path), target)

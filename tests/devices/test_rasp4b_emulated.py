@@ -15,9 +15,9 @@ import time
 import pytest
 
 from pose_tuner.hardware import TargetUnavailable, get_target
+from pose_tuner.devices.availability import check_available
 from pose_tuner.devices.emulator import emulator_dir, free_port, is_ready
 from pose_tuner.cli import main
-from pose_tuner.jobs.executor import device_lost
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +43,14 @@ def tracker_only():
 
 def test_a_key_without_devices_is_a_clear_error(tracker_only):
     with pytest.raises(TargetUnavailable, match="has no device under key 'rasp4b'"):
-        get_target("rasp4b", tracker=tracker_only).check_available()
+        check_available(get_target("rasp4b", tracker=tracker_only))
 
 
 def test_an_empty_pool_fails_at_once_instead_of_waiting_forever(tracker_only):
     from tvm.s_tir.meta_schedule.runner import RPCConfig
 
     from pose_tuner.measure.rpc import RPCError, RPCSpec, connect
-    from pose_tuner.compile.tvm_builder import _runner, trial_session
+    from pose_tuner.compile.tuning import _runner, trial_session
 
     spec = RPCSpec.parse(tracker_only, "rasp4b")
     t = time.time()
@@ -70,25 +70,36 @@ def test_a_point_that_failed_for_want_of_a_device_is_measured_again():
     from pose_tuner.store.records import CandidateRecord
     from pose_tuner.search.loop import is_stale, lost_device, tvm_version
 
-    def row(error):
+    def row(error, kind):
         return CandidateRecord(model_name="m", model_hash="h", target="rasp4b", backend="tvm",
                                prune_ratio=0.0, quant="fp32", schedule="default", trials=0,
-                               status="failed", error=error, tuner_version=__version__,
-                               tvm_version=tvm_version())
+                               status="failed", error=error, error_kind=kind,
+                               tuner_version=__version__, tvm_version=tvm_version())
 
-    lost = row("RPCError: no device under key 'rasp4b' at h:9190: the pool is empty")
+    lost = row("RPCError: no device under key 'rasp4b' at h:9190: the pool is empty",
+               "device_lost")
     assert lost_device(lost) and is_stale(lost)
-    wrong = row("numerical mismatch: rel err 0.3")
+    # the kind decides, not the words
+    wrong = row("NumericalMismatch: the RPC session's output differs", "numerical_mismatch")
     assert not lost_device(wrong) and not is_stale(wrong)
 
 
-def test_only_lost_devices_are_retried():
-    assert device_lost({"status": "failed", "error": "RPCError: no session on a device"})
-    assert device_lost({"status": "failed", "error": "TVMError: Socket connection closed"})
-    assert device_lost({"status": "failed", "error": "InternalError: Check failed: (code == "
-                         "RPCCode::kReturn) is false: code=kShutdown"})
-    assert not device_lost({"status": "failed", "error": "numerical mismatch: rel err 0.3"})
-    assert not device_lost({"status": "ok"})
+def test_a_remote_job_whose_session_went_away_fails_as_device_lost():
+    """The worker gives each failure its kind: TVM's errors for a session whose device
+    went away (it has no exception type for them) only on a remote job."""
+    from pose_tuner.failures import ErrorKind
+    from pose_tuner.hardware.remote import RPCError
+    from pose_tuner.jobs.worker import classify
+    from pose_tuner.measure.check import NumericalMismatch
+
+    lost = [RPCError("no session on a device"), RuntimeError("Socket connection closed"),
+            RuntimeError("Check failed: (code == RPCCode::kReturn) is false: code=kShutdown"),
+            ConnectionResetError("peer")]
+    for exc in lost:
+        assert classify(exc, ErrorKind.RUN, remote=True) is ErrorKind.DEVICE_LOST
+        assert classify(exc, ErrorKind.RUN, remote=False) is not ErrorKind.DEVICE_LOST
+    assert classify(NumericalMismatch("rel err 0.3"), ErrorKind.RUN, True) is ErrorKind.MISMATCH
+    assert classify(ValueError("bad op"), ErrorKind.BUILD, True) is ErrorKind.BUILD
 
 
 @pytest.fixture(scope="module")

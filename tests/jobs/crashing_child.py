@@ -1,4 +1,4 @@
-"""A child for tests of pose_tuner.jobs.executor: crashes, hangs or answers, as its spec says."""
+"""A child for tests of pose_tuner.jobs.executor: crashes, hangs or answers, as its job says."""
 
 import ctypes
 import json
@@ -14,10 +14,14 @@ elif spec["do"] == "hang":
     time.sleep(600)
 elif spec["do"] == "exit":
     sys.exit(3)
+elif spec["do"] == "garbage":
+    json.dump({"status": "ok", "no_such_field": 1}, open(result_path, "w"))
 elif spec["do"] == "drop" and int(open(spec["drops"]).read()) > 0:
     # its device's session went away (the file counts how many more times that happens)
     left = int(open(spec["drops"]).read())
     open(spec["drops"], "w").write(str(left - 1))
-    json.dump({"status": "failed", "error": "RPCError: the session ended"}, open(result_path, "w"))
+    json.dump({"status": "failed", "error": "RPCError: the session ended",
+               "error_kind": "device_lost"}, open(result_path, "w"))
 else:
-    json.dump({"status": "ok", "value": 42}, open(result_path, "w"))
+    json.dump({"status": "ok", "latency_median_ms": 4.2, "extra": {"value": 42}},
+              open(result_path, "w"))

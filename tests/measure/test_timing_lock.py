@@ -85,7 +85,7 @@ def test_metaschedule_measurements_wait_for_the_lock(lock_dir, tmp_path):
     from tvm import te
     from tvm.s_tir import meta_schedule as ms
 
-    from pose_tuner.compile.tvm_builder import LockedRunner
+    from pose_tuner.compile.tuning import LockedRunner
 
     a = te.placeholder((64,), name="a")
     b = te.compute((64,), lambda i: a[i] * 2.0, name="b")

@@ -101,8 +101,8 @@ def test_optuna_strategy_samples_and_resumes(tmp_path, capsys):
 def test_int8_point_runs_integer_convolutions(tmp_path):
     """An int8 candidate is built from the calibrated QDQ model with integer convs (u8 x s8
     -> s32) and checked against ONNX Runtime running that same quantized model."""
-    from pose_tuner.compile import tvm_builder
-    from pose_tuner.compile.int8 import integer_reductions, integer_rewrite
+    from pose_tuner.compile import frontend
+    from pose_tuner.compile.int8.rewrite import integer_reductions, integer_rewrite
 
     logs = str(tmp_path / "logs")
     assert main(["search", "--target", "x86", "--log-dir", logs, "--prune", "0",
@@ -110,7 +110,7 @@ def test_int8_point_runs_integer_convolutions(tmp_path):
     ((quant, status, rel_err, art),) = rows(logs, "quant, status, rel_err, artifact_path")
     assert (quant, status) == ("int8", "ok") and rel_err < 5e-2
     qdq = art[:-3] + ".qdq.onnx"
-    mod = tvm_builder.import_onnx(qdq)
+    mod = frontend.import_onnx(qdq)
     stats = {}
     rewritten = integer_rewrite(mod, stats)
     assert stats["conv2d"] >= 10  # the model's dense 1x1 / 3x3 convs

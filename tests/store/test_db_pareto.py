@@ -153,14 +153,19 @@ def test_v1_database_is_migrated_keeping_rows(tmp_path):
     con.close()
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_older_database_gains_the_new_columns_and_nightly_tables(tmp_path, version):
     path = tmp_path / f"v{version}.sqlite"
     db = ParetoDB(f"sqlite:///{path}")
     db.upsert(rec(latency_median_ms=7.0))
+    # failures as older releases stored them: a message only
+    db.upsert(rec(trials=4, status="failed", error="RPCError: no device under key 'k'"))
+    db.upsert(rec(trials=16, status="failed", error="NumericalMismatch: rel err 0.3"))
+    db.upsert(rec(quant="int8", status="skipped", error="target t does not run int8"))
     db.close()
     con = sqlite3.connect(path)  # make it what that pose-tuner wrote
-    dropped = {2: ("target_json", "device", "cleaned_hash"), 3: ("cleaned_hash",)}[version]
+    dropped = {2: ("target_json", "device", "cleaned_hash", "error_kind"),
+               3: ("cleaned_hash", "error_kind"), 4: ("error_kind",)}[version]
     for col in dropped:
         con.execute(f"alter table candidates drop column {col}")
     if version == 2:
@@ -170,14 +175,18 @@ def test_older_database_gains_the_new_columns_and_nightly_tables(tmp_path, versi
     con.commit()
     con.close()
     db = ParetoDB(f"sqlite:///{path}")
-    (r,) = db.records()
+    kinds = {(r.trials, r.quant): r.error_kind for r in db.records()}
+    assert kinds == {(64, "fp32"): None, (4, "fp32"): "device_lost",
+                     (16, "fp32"): "numerical_mismatch", (64, "int8"): "refused"}
+    r = db.find("h1", "x86-vnni", "tvm", 0.0, "fp32", "metaschedule", 64)
     assert r.latency_median_ms == 7.0 and r.device is None and r.cleaned_hash is None
     db.upsert(rec(trials=8, device="host / cpu", target_json='{"kind": "llvm"}',
-                  cleaned_hash="c0ffee"))
+                  cleaned_hash="c0ffee", status="failed", error="x", error_kind="timeout"))
     new = db.find("h1", "x86-vnni", "tvm", 0.0, "fp32", "metaschedule", 8)
     assert new.device == "host / cpu" and new.cleaned_hash == "c0ffee"
+    assert new.error_kind == "timeout"
     con = sqlite3.connect(path)
-    assert con.execute("select value from meta").fetchone()[0] == str(SCHEMA_VERSION) == "4"
+    assert con.execute("select value from meta").fetchone()[0] == str(SCHEMA_VERSION) == "5"
     assert con.execute("select count(*) from work_items").fetchone() == (0,)
     con.close()
 

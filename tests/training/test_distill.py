@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pose_tuner.search.pruning import prune_model
+from pose_tuner.models.pruning import prune_model
 from pose_tuner.accuracy import generate
 from pose_tuner.training.distill import distill, image_instances
 from pose_tuner.training.data import KeypointDataset

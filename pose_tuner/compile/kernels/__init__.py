@@ -1,7 +1,8 @@
 """x86 int8 dot-product kernels: one registry, one file per instruction family.
 
-Targets name their kernel (``Target.int8_kernel``); the compile pipeline registers every
-kernel's intrinsic (:func:`register_all`, before tuning or applying tuning records) and
+Targets name their kernel (``Target.int8_kernel``); the CPU compile backend registers that
+kernel's intrinsic before tuning, and the kernels tuning records name before applying them
+(:mod:`pose_tuner.compile.backends.cpu`), never any for a target that names none. It
 tunes with the design space of the target's kernel (:func:`design_space`): TVM's x86
 schedule rules with the kernel's intrinsic in the multi-level tiling, and the CPU
 tensorization post-processors. TVM 0.27 picks its own rules only for AVX-512 (and maps
@@ -28,12 +29,6 @@ def get_kernel(name: str) -> Int8Kernel:
         return KERNELS[name]
     except KeyError:
         raise KeyError(f"unknown int8 kernel {name!r}; known: {', '.join(KERNELS)}") from None
-
-
-def register_all() -> None:
-    """Register every kernel's intrinsic (idempotent; no such hardware needed)."""
-    for kernel in KERNELS.values():
-        kernel.register()
 
 
 def design_space(name: str):
@@ -78,7 +73,7 @@ def design_space(name: str):
 def count_instructions(executable, mnemonic: str) -> dict[str, int]:
     """Per function, the ``mnemonic`` instructions in a built module's assembly.
 
-    ``executable`` is what :func:`pose_tuner.compile.tvm_builder.compile_module` returns (or any
+    ``executable`` is what :func:`pose_tuner.compile.pipeline.compile_module` returns (or any
     runtime module with an LLVM module imported). Empty when none is there.
     """
     mod = getattr(executable, "mod", executable)
@@ -100,5 +95,4 @@ def count_instructions(executable, mnemonic: str) -> dict[str, int]:
     return counts
 
 
-__all__ = ["KERNELS", "Int8Kernel", "count_instructions", "design_space", "get_kernel",
-           "register_all"]
+__all__ = ["KERNELS", "Int8Kernel", "count_instructions", "design_space", "get_kernel"]

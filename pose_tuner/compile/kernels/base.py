@@ -2,7 +2,7 @@
 
 A kernel is a TVM tensor intrinsic for TVM's ``dot_product_16x4_u8i8i32_desc``
 (``C[16] int32 += A[4] u8 . B[16, 4] s8``: one packed NCHW16c step of
-:func:`pose_tuner.compile.int8.te_conv2d_nchwc_int8_requant`), implemented with the family's
+:func:`pose_tuner.compile.int8.te.te_conv2d_nchwc_int8_requant`), implemented with the family's
 instructions. It states
 
 * ``intrin``: the name it registers (and MetaSchedule records carry);

@@ -166,7 +166,7 @@ class ShuffleNetV2FPN(nn.Module):
         self.output_stride = 4
 
     def pruning_units(self) -> list[nn.Module]:
-        """What structured pruning may thin (see ``pose_tuner.search.pruning``): the internal
+        """What structured pruning may thin (see ``pose_tuner.models.pruning``): the internal
         channels of each unit's main branch.  The channel shuffle couples every unit's
         output channels, so those stay."""
         return [m.branch2 for m in self.modules() if isinstance(m, ShuffleUnit)]

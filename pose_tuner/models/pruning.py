@@ -17,7 +17,7 @@ model) can declare ``pruning_units()``: the submodules to prune one by one, each
 its own output channels (ShuffleNet's units prune their branch-internal channels).
 
 >>> import torch
->>> from pose_tuner.search.pruning import prune_model
+>>> from pose_tuner.models.pruning import prune_model
 >>> pruned, info = prune_model(model, 0.3, torch.randn(1, 3, 256, 192))   # doctest: +SKIP
 >>> info.params_after / info.params_before                                # doctest: +SKIP
 0.52

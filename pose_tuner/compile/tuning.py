@@ -1,19 +1,17 @@
-"""Build a pose model with TVM: ONNX -> Relax -> (MetaSchedule tuning) -> VM executable.
+"""MetaSchedule tuning of a prepared module, into one tuning database per target.
 
-The steps, each a function so that tests and the benchmark can call them alone:
+:func:`tune` splits a trial budget over the module's tasks (:func:`allocate_trials`) and
+tunes them in groups of equal budget. The JSON database in ``work_dir``
+(:func:`open_database`) is shared by every candidate and run of a target: tasks that it
+already holds enough measured records for are skipped, so a second run is cheap.
+:func:`pose_tuner.compile.pipeline.compile_module` then applies it.
 
-* :func:`import_onnx` – ONNX file to a Relax ``IRModule`` with weights as constants;
-* :func:`prepare` – inference simplifications, :class:`SubPixelConvTranspose`, then
-  legalization and fusion, giving the TIR functions MetaSchedule tunes;
-* :func:`tune` – MetaSchedule over the tasks of a prepared module, with one JSON tuning
-  database per target shared by every candidate and run. Tasks that the database already
-  holds enough measured records for are skipped, so a second run is cheap;
-* :func:`compile_module` – apply the database (if any) and build a VM executable.
-
-Tuning builds candidates in this process (:class:`InProcessBuilder`): MetaSchedule's
+Candidates are built in this process (:class:`InProcessBuilder`): MetaSchedule's
 ``LocalBuilder`` starts fresh worker processes for every batch, and on a 2-core machine
-their start-up (importing every tensor intrinsic) exceeded its timeout. The caller runs
-all of this in a child process with a timeout, so a crash here costs one candidate.
+their start-up (importing every tensor intrinsic) exceeded its timeout. They are measured
+on this machine under its timing lock (:class:`LockedRunner`) or on the devices of an RPC
+pool (:func:`trial_session`). The design space, the intrinsics to register and the build
+come from the target's compile backend (:mod:`pose_tuner.compile.backends`).
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,69 +27,20 @@ from dataclasses import dataclass
 
 import tvm
 import tvm_ffi
-from tvm import relax
+from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.builder import BuilderInput, BuilderResult, PyBuilder
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 from tvm.s_tir.meta_schedule.runner import PyRunner
-from tvm.ir.utils import derived_object
 
-from pose_tuner.compile.relax_passes import SubPixelConvTranspose
+from pose_tuner.compile.backends import backend_for
 
 ProgressFn = Callable[[str], None]
 
-
-def import_onnx(path: str, clip_as_min_max: bool = False) -> tvm.IRModule:
-    """Import an ONNX model into Relax (weights bound as constants).
-
-    ``clip_as_min_max`` rewrites Clip into Max/Min first (needed by :func:`to_fp16`).
-    """
-    import onnx
-    from tvm.relax.frontend.onnx import from_onnx
-
-    model = onnx.load(path)
-    if clip_as_min_max:
-        from pose_tuner.compile.onnx_rewrite import clip_to_min_max
-
-        model = clip_to_min_max(model)
-    return from_onnx(model, keep_params_in_input=False)
-
-
-def to_fp16(mod: tvm.IRModule) -> tvm.IRModule:
-    """fp16 weights and activations with fp32 accumulation (``ToMixedPrecision``); the
-    model's input and output stay fp32. Import with ``clip_as_min_max=True``."""
-    return tvm.transform.Sequential([
-        relax.transform.ConvertToDataflow(),
-        relax.transform.ToMixedPrecision(out_dtype="float32"),
-        relax.transform.FoldConstant(),
-    ])(mod)
-
-
-def prepare(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-    """Simplify for inference, rewrite deconvolutions, legalize and fuse into TIR.
-
-    Weight buffers are marked layout-free (``AttachAttrLayoutFreeBuffers``) so that
-    MetaSchedule may choose a packed weight layout for each conv; :func:`compile_module`
-    then rewrites the constant weights into it once, at build time. On this machine that
-    made a 128-trial tuned MobileNetV2 pose model 1.4x faster (72.7 -> 50.4 ms).
-    """
-    with target:
-        return tvm.transform.Sequential(
-            [
-                relax.transform.DecomposeOpsForInference(),
-                relax.transform.CanonicalizeBindings(),
-                # folds dequantize(const) weights of QDQ models, so the rewrite sees them
-                relax.transform.FoldConstant(),
-                SubPixelConvTranspose(),
-                relax.transform.FoldConstant(),
-                relax.transform.LegalizeOps(),
-                relax.transform.AnnotateTIROpPattern(),
-                relax.transform.FoldConstant(),
-                relax.transform.FuseOps(),
-                relax.transform.FuseTIR(),
-                relax.transform.AttachAttrLayoutFreeBuffers(),
-            ]
-        )(mod)
+#: the database's files in a tuning ``work_dir``
+WORKLOAD_FILE = "database_workload.json"
+RECORDS_FILE = "database_tuning_record.json"
+BUDGETS_FILE = "task_budgets.json"
 
 
 @derived_object
@@ -114,7 +64,7 @@ class InProcessBuilder(PyBuilder):
         for item in build_inputs:
             try:
                 mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(item.mod)
-                rt_mod = _compile(mod, item.target)
+                rt_mod = backend_for(item.target).build(mod, item.target)
                 # one folder per artifact: RemoveBuildArtifact deletes the artifact's folder
                 folder = tempfile.mkdtemp(dir=self.dir)
                 if self.cross_cc:
@@ -171,10 +121,24 @@ class TuneStats:
 def open_database(work_dir: str) -> ms.database.JSONDatabase:
     os.makedirs(work_dir, exist_ok=True)
     return ms.database.JSONDatabase(
-        path_workload=os.path.join(work_dir, "database_workload.json"),
-        path_tuning_record=os.path.join(work_dir, "database_tuning_record.json"),
+        path_workload=os.path.join(work_dir, WORKLOAD_FILE),
+        path_tuning_record=os.path.join(work_dir, RECORDS_FILE),
         module_equality="structural",
     )
+
+
+def recorded_kernels(work_dir: str) -> list[str]:
+    """The int8 kernels (names in :data:`pose_tuner.compile.kernels.KERNELS`) whose tensor
+    intrinsic the tuning records in ``work_dir`` use: records replay only with it
+    registered. Empty without records."""
+    try:
+        with open(os.path.join(work_dir, RECORDS_FILE), encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return []
+    from pose_tuner.compile.kernels import KERNELS
+
+    return [k.name for k in KERNELS.values() if re.search(rf"\b{re.escape(k.intrin)}\b", text)]
 
 
 def _measured_records(db, mod) -> int:
@@ -182,9 +146,6 @@ def _measured_records(db, mod) -> int:
         return 0
     recs = db.get_top_k(db.commit_workload(mod), 1 << 20)
     return sum(1 for r in recs if r.run_secs and all(float(s) < 1e9 for s in r.run_secs))
-
-
-BUDGETS_FILE = "task_budgets.json"
 
 
 def _task_key(task) -> str:
@@ -233,17 +194,17 @@ def allocate_trials(flops: list[float], max_trials: int) -> list[int]:
     return out
 
 
-def _register_intrinsics(target: tvm.target.Target) -> None:
-    """Tensor intrinsics that tuning, and applying tuning records, may use: on CPU targets,
-    every x86 int8 kernel of :mod:`pose_tuner.compile.kernels` (VNNI in its LLVM 22-compatible
-    form), and the custom schedule rule of the int8 depthwise block. Records in a tuning
-    database may carry any of them, so fp32 builds need them registered too."""
-    if target.kind.name == "llvm":
-        from pose_tuner.compile.int8 import register_schedule_rules
-        from pose_tuner.compile.kernels import register_all
-
-        register_all()
-        register_schedule_rules()
+def _register_intrinsics(target: tvm.target.Target, int8_kernel: str | None = None,
+                         work_dir: str | None = None) -> None:
+    """Register what tuning ``target`` may use (its backend's
+    :meth:`~pose_tuner.compile.backends.base.Backend.register_intrinsics`): the target's
+    own ``int8_kernel`` if it has one, and the kernels that the records already in
+    ``work_dir`` use (MetaSchedule replays them). Nothing x86-specific for a target that
+    names no kernel (aarch64, cuda)."""
+    kernels = [int8_kernel] if int8_kernel is not None else []
+    if work_dir is not None:
+        kernels += [k for k in recorded_kernels(work_dir) if k not in kernels]
+    backend_for(target).register_intrinsics(kernels)
 
 
 def tune(
@@ -262,20 +223,18 @@ def tune(
     Trials are allocated by :func:`allocate_trials`. A task whose workload already has
     its budget of measured records in ``work_dir`` (or was tuned with that budget
     before) is reused as is, so re-running a search, or tuning another candidate that
-    shares layers, costs only the new tasks. With ``rpc_spec`` (:class:`pose_tuner.measure.rpc.RPCSpec`)
-    trials are cross-linked here and measured on the devices of its pool, as many at once
-    as the pool has devices. ``int8_kernel`` (a name in :mod:`pose_tuner.compile.kernels`, the
-    target's ``int8_kernel``) is the tensor intrinsic the design space tiles int8
-    reductions with; None leaves the space to TVM's defaults for the target.
+    shares layers, costs only the new tasks. With ``rpc_spec``
+    (:class:`pose_tuner.measure.rpc.RPCSpec`) trials are cross-linked here and measured on
+    the devices of its pool, as many at once as the pool has devices. ``int8_kernel`` (a
+    name in :mod:`pose_tuner.compile.kernels`, the target's ``int8_kernel``) is the tensor
+    intrinsic the design space tiles int8 reductions with; None leaves the space to TVM's
+    defaults for the target (it must be None for targets without int8 kernels: cuda).
     """
     from tvm.s_tir.analysis import estimate_tir_flops
 
     t0 = time.time()
-    _register_intrinsics(target)
-    if target.kind.name == "cuda":
-        from pose_tuner.hardware.cuda import enable_codegen
-
-        enable_codegen()
+    _register_intrinsics(target, int8_kernel, work_dir)
+    backend_for(target).enable_codegen()
     db = open_database(work_dir)
     tasks = [
         t
@@ -422,24 +381,12 @@ def _tune_groups_now(todo, target, work_dir, seed, runner_timeout_s, builder, db
 
 
 def space_generator(target: tvm.target.Target, int8_kernel: str | None = None):
-    """MetaSchedule's design space for ``target``: with ``int8_kernel``, TVM's x86 rules
-    with that kernel (:func:`pose_tuner.compile.kernels.design_space`); else its default rules,
-    except on CUDA.
-
-    For sm_75 and newer MetaSchedule picks its tensor-core rules, whose sketches of the
-    zoo's fp16 convolutions all fail to build in TVM 0.27 ("Cannot find shape of the
-    wmma fragment ..._reindex_pad_shared.dyn_wmma.accumulator": 13 of the 35 fp16 tasks
-    of the default model at 64x64 had no buildable sketch). The plain CUDA rules build every
-    fp32, fp16 and int8 task.
-    """
-    if int8_kernel is not None:
-        from pose_tuner.compile.kernels import design_space
-
-        return design_space(int8_kernel)
-    if target.kind.name == "cuda":
-        return ms.space_generator.PostOrderApply(sch_rules="cuda", postprocs="cuda",
-                                                 mutator_probs="cuda")
-    return "post-order-apply"
+    """MetaSchedule's design space for ``target``: its backend's
+    (:meth:`~pose_tuner.compile.backends.base.Backend.space_generator`). On CPU, with
+    ``int8_kernel``, TVM's x86 rules with that kernel
+    (:func:`pose_tuner.compile.kernels.design_space`), else TVM's defaults; on CUDA, the
+    plain CUDA rules (no tensor-core rules, whose fp16 sketches do not build)."""
+    return backend_for(target).space_generator(target, int8_kernel)
 
 
 def search_strategy(per_task: int) -> ms.search_strategy.EvolutionarySearch:
@@ -457,57 +404,6 @@ def search_strategy(per_task: int) -> ms.search_strategy.EvolutionarySearch:
 
 
 def target_cores(target: tvm.target.Target) -> int:
+    """The threads a tuning task uses: the target's ``num-cores``, else this machine's."""
     cores = target.attrs.get("num-cores") if hasattr(target, "attrs") else None
     return int(cores) if cores else (os.cpu_count() or 1)
-
-
-def compile_module(
-    mod: tvm.IRModule, target: tvm.target.Target, work_dir: str | None = None
-) -> relax.VMExecutable:
-    """Build a prepared module; with ``work_dir``, apply its tuning database first and
-    fold the weight-layout rewrites the chosen schedules ask for into the constants."""
-    if work_dir is not None:
-        _register_intrinsics(target)
-        db = open_database(work_dir)
-        with target, db, tvm.transform.PassContext(opt_level=3):
-            mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
-            mod = tvm.transform.Sequential([
-                relax.transform.SplitLayoutRewritePreproc(),
-                relax.transform.LiftTransformParams(),
-                relax.transform.FoldConstant(),
-                # the folded weights come back as a tuple of constants that main would
-                # build and take apart on every call (~250 VM calls per inference of
-                # the int8 default model); bind them directly
-                relax.transform.CanonicalizeBindings(),
-                relax.transform.DeadCodeElimination(),
-            ])(mod)
-    if target.kind.name == "cuda":
-        from pose_tuner.hardware.cuda import enable_codegen
-
-        enable_codegen()
-        mod = gpu_default_schedules(mod, target)
-    return _compile(mod, target)
-
-
-def _compile(mod: tvm.IRModule, target: tvm.target.Target):
-    """``tvm.compile``; for CUDA inside the target's scope, which is where TVM's kernel
-    compiler reads the arch to compile for."""
-    if target.kind.name == "cuda":
-        with target:
-            return tvm.compile(mod, target=target)
-    return tvm.compile(mod, target=target)
-
-
-def gpu_default_schedules(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-    """dlight schedules for the GPU kernels no tuning record covers.
-
-    TVM 0.27's default CUDA pipeline also tries dlight's Reduction / GeneralReduction
-    rules, whose schedule for the grouped convolutions of the sub-pixel rewrite fails
-    later in LowerCrossThreadReduction ("reduction-related loops ... not the deepest");
-    Matmul, GEMV and the Fallback rule build every kernel of the zoo models. Scheduled
-    functions are marked, so the default pipeline leaves them alone.
-    """
-    from tvm.s_tir import dlight as dl
-
-    with target:
-        return dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Fallback())(mod)

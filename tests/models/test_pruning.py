@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from pose_tuner.search.pruning import PruningError, prune_model
+from pose_tuner.models.pruning import PruningError, prune_model
 
 
 class Tiny(nn.Module):
