@@ -43,7 +43,7 @@ def main() -> int:
     from pose_tuner.measure.inputs import structured_input
     from pose_tuner.compile.int8.quantize import exact_reference
     from pose_tuner.measure.reference import ORTSession
-    from pose_tuner.measure.runner import LocalVM, interleaved
+    from pose_tuner.measure.runner import LocalVM, Timing, interleaved
     from pose_tuner.accuracy.calibration import calibration_inputs
     from pose_tuner.store.db import ParetoDB, default_url
     from pose_tuner.models.source import PreparedModel
@@ -105,7 +105,7 @@ def main() -> int:
         runners[name] = lambda s=sess: s._call(x)
         print(f"{name}: prepared and checked", flush=True)
 
-    samples = interleaved(runners, args.rounds, args.budget, warmup=2, min_repeat=3,
+    samples = interleaved(runners, args.rounds, Timing(args.budget, min_repeat=3, warmup=2),
                           progress=lambda r: print(f"round {r}/{args.rounds} done", flush=True))
     # the median over rounds of each round's median; min-max shows the spread
     med = {name: float(np.median(v)) for name, v in samples.items()}

@@ -213,7 +213,7 @@ def run(args) -> int:
 
     from pose_tuner.measure.check import NumericalMismatch, compare
     from pose_tuner.hardware.cuda import cuda_driver_present
-    from pose_tuner.measure.runner import LocalVM
+    from pose_tuner.measure.runner import LocalVM, Timing
 
     device = manifest["device"]
     report["environment"].update(
@@ -243,7 +243,7 @@ def run(args) -> int:
             worst = max(checks, key=lambda c: c.rel_err)
             row.update(rel_err=worst.rel_err, max_abs_err=worst.max_abs_err,
                        within_tolerance=True)
-            lat = vm.latency(inputs["s3"], budget_s=args.budget)
+            lat = vm.latency(inputs["s3"], Timing(budget_s=args.budget))
             row.update(median_ms=lat.median_ms, p90_ms=lat.p90_ms, runs=lat.runs)
             if device == "cuda":
                 dtype = "float16" if art["quant"] == "fp16" else "float32"

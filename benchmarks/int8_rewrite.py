@@ -45,10 +45,10 @@ def main() -> int:
     from pose_tuner.compile.int8 import quantize, rewrite
     from pose_tuner.measure.inputs import structured_input
     from pose_tuner.measure.reference import ORTSession
-    from pose_tuner.measure.runner import LocalVM, interleaved
+    from pose_tuner.measure.runner import LocalVM, Timing, interleaved
     from pose_tuner.accuracy.calibration import calibration_crops
     from pose_tuner.models.source import parse_input_size, prepare_model
-    from pose_tuner.search.loop import tuning_dir
+    from pose_tuner.search.rows import tuning_dir
 
     target_def = get_target(args.target)
     tdict = target_def.tvm_target()
@@ -85,7 +85,8 @@ def main() -> int:
               flush=True)
     arg = tvm.runtime.tensor(x)
     samples = interleaved({name: (lambda f=vm.vm["main"]: f(arg)) for name, vm in vms.items()},
-                          args.rounds, args.budget, warmup=2, min_repeat=10, max_repeat=500)
+                          args.rounds, Timing(args.budget, min_repeat=10, max_repeat=500,
+                                              warmup=2))
     base = float(np.median(samples["float movement (0.1)"]))
     print(f"\n{target_def.name}, MetaSchedule {args.trials} trials per build")
     print("\n| int8 build | median ms (rounds min-max) | / float movement |")

@@ -37,9 +37,9 @@ def main() -> int:
     from pose_tuner.measure.check import compare
     from pose_tuner.measure.inputs import structured_input
     from pose_tuner.measure.reference import ORTSession
-    from pose_tuner.measure.runner import LocalVM
+    from pose_tuner.measure.runner import LocalVM, Timing
     from pose_tuner.models.source import parse_input_size, prepare_model
-    from pose_tuner.search.loop import tuning_dir
+    from pose_tuner.search.rows import tuning_dir
 
     target_def = get_target(args.target)
     target_def.check_available()
@@ -64,7 +64,7 @@ def main() -> int:
         ex.export_library(path)
         vm = LocalVM(path)
         chk = compare(vm.run(x), ref)
-        results[name] = vm.latency(x, budget_s=args.budget)
+        results[name] = vm.latency(x, Timing(budget_s=args.budget))
         print(f"{name}: built in {time.time() - t:.0f}s, rel err {chk.rel_err:.1e}, "
               f"median {results[name].median_ms:.2f} ms", flush=True)
 
@@ -75,7 +75,7 @@ def main() -> int:
                         int8_kernel=target_def.int8_kernel)
     print(f"tuning: {stats}", flush=True)
     measure(f"tvm_tuned_{args.trials}", work)
-    results["onnxruntime"] = ort.latency(x, budget_s=args.budget)
+    results["onnxruntime"] = ort.latency(x, Timing(budget_s=args.budget))
     print(f"onnxruntime: median {results['onnxruntime'].median_ms:.2f} ms", flush=True)
 
     base = results["onnxruntime"].median_ms

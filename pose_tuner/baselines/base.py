@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pose_tuner.measure.runner import LatencyStats, time_callable
+from pose_tuner.measure.runner import LatencyStats, Timing, time_callable
 
 
 class BaselineUnavailable(RuntimeError):
@@ -49,9 +49,8 @@ class Session:
         """The cheapest call that runs inference once (used for timing)."""
         return self.run(x)
 
-    def latency(self, x: np.ndarray, budget_s: float = 10.0, min_repeat: int = 5,
-                max_repeat: int = 50, warmup: int = 3) -> LatencyStats:
-        return time_callable(lambda: self._call(x), warmup, min_repeat, max_repeat, budget_s)
+    def latency(self, x: np.ndarray, timing: Timing = Timing()) -> LatencyStats:
+        return time_callable(lambda: self._call(x), timing)
 
     @property
     def size_bytes(self) -> int:

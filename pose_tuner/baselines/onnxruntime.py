@@ -63,14 +63,13 @@ class RemoteORTSession(Session):
     def run(self, x):
         return self._run(self.file, self.tvm.runtime.tensor(x, self.sess.cpu())).numpy()
 
-    def latency(self, x, budget_s=10.0, min_repeat=5, max_repeat=50, warmup=3):
+    def latency(self, x, timing=None):
         import json
 
-        from pose_tuner.measure.runner import latency_stats, warm_up
+        from pose_tuner.measure.runner import Timing, latency_stats
 
         arg = self.tvm.runtime.tensor(x, self.sess.cpu())
-        repeat = warm_up(lambda: self._time(self.file, arg, 1, 1), budget_s, min_repeat,
-                         max_repeat, warmup)
+        repeat = (timing or Timing()).repeats(lambda: self._time(self.file, arg, 1, 1))
         return latency_stats(json.loads(self._time(self.file, arg, 1, repeat)))
 
     def accuracy_run(self, x):

@@ -26,7 +26,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from pose_tuner.models.source import ModelError
     from pose_tuner.nightly import NightlyConfigError, NightlyError
     from pose_tuner.store.pareto import NoCandidate
-    from pose_tuner.search.loop import SearchError
+    from pose_tuner.search.config import SearchError
 
     return (UserError, SearchSpaceError, TargetUnavailable, UnknownTarget, ModelError,
             DatabaseError, NoCandidate, SearchError, NightlyConfigError, NightlyError)

@@ -31,6 +31,9 @@ def cuda_arch(text: str) -> str:
 
 
 def cuda_arch_for(target: str, arch: str | None) -> None:
-    """``--cuda-arch`` only goes with ``--target cuda``."""
-    if arch and target != "cuda":
-        raise UserError("--cuda-arch applies to --target cuda only")
+    """``--cuda-arch`` only goes with a target that takes a GPU architecture."""
+    from pose_tuner.hardware import targets_with_option
+
+    takes = targets_with_option("arch")
+    if arch and target not in takes:
+        raise UserError(f"--cuda-arch applies to --target {' or '.join(takes)} only")

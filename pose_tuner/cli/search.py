@@ -175,7 +175,7 @@ def _accuracy_benchmark(args, pre):
                     flip_test=args.flip_test, preprocess=pre)
     if args.val_images <= 0:
         raise UserError(f"--val-images must be > 0, got {args.val_images}")
-    from pose_tuner.search.loop import check_log_dir
+    from pose_tuner.search.config import check_log_dir
 
     check_log_dir(args.log_dir)
     return synthetic_val(args.log_dir, args.val_images, max_people=args.max_people,
@@ -184,7 +184,7 @@ def _accuracy_benchmark(args, pre):
 
 def _search_config(args):
     from pose_tuner.models.source import parse_input_size
-    from pose_tuner.search.loop import SearchConfig
+    from pose_tuner.search.config import SearchConfig
 
     return SearchConfig(
         target=args.target, model=args.model, input_size=parse_input_size(args.input_size),

@@ -51,5 +51,10 @@ def list_targets() -> list[Target]:
     return [cls() for cls in TARGETS.values()]
 
 
+def targets_with_option(option: str) -> list[str]:
+    """The registered targets whose class takes ``option`` (e.g. ``arch``, ``tracker``)."""
+    return [name for name, cls in TARGETS.items() if option in cls.__dataclass_fields__]
+
+
 __all__ = ["HOST_ALIAS", "TARGETS", "Target", "TargetUnavailable", "UnknownTarget",
-           "get_target", "list_targets"]
+           "get_target", "list_targets", "targets_with_option"]

@@ -75,6 +75,7 @@ def check_and_time(run, latency, numerics: str, onnx_path: str, input_shape, rep
     from pose_tuner.measure.check import compare, compare_approx
     from pose_tuner.measure.inputs import structured_input
     from pose_tuner.measure.reference import ORTSession
+    from pose_tuner.measure.runner import Timing
 
     stage(ErrorKind.RUN)
     report(f"checking numerics against ONNX Runtime on {os.path.basename(onnx_path)}")
@@ -90,7 +91,7 @@ def check_and_time(run, latency, numerics: str, onnx_path: str, input_shape, rep
         if worst is None or chk.rel_err > worst.rel_err:
             worst = chk
     report("measuring latency")
-    lat = latency(structured_input(shape, seed=3), budget_s=budget_s)
+    lat = latency(structured_input(shape, seed=3), Timing(budget_s=budget_s))
     return dict(
         max_abs_err=worst.max_abs_err, rel_err=worst.rel_err,
         latency_median_ms=lat.median_ms, latency_p90_ms=lat.p90_ms, latency_mean_ms=lat.mean_ms,

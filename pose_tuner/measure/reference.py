@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pose_tuner.measure.runner import LatencyStats, time_callable
+from pose_tuner.measure.runner import LatencyStats, Timing, time_callable
 
 
 class ORTSession:
@@ -21,8 +21,6 @@ class ORTSession:
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.sess.run(None, {self.input_name: x})[0]
 
-    def latency(self, x: np.ndarray, budget_s: float = 10.0, min_repeat: int = 5,
-                max_repeat: int = 50, warmup: int = 3) -> LatencyStats:
+    def latency(self, x: np.ndarray, timing: Timing = Timing()) -> LatencyStats:
         feed = {self.input_name: x}
-        return time_callable(lambda: self.sess.run(None, feed), warmup, min_repeat,
-                             max_repeat, budget_s)
+        return time_callable(lambda: self.sess.run(None, feed), timing)

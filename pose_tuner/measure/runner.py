@@ -1,8 +1,11 @@
-"""Measure a compiled artifact on this machine: load, run, time.
+"""Time anything the same way, and load and run compiled artifacts (local or remote).
 
-Latency is measured with TVM's ``time_evaluator`` after warm-up runs: one run per
-repeat, as many repeats as fit a time budget (at least ``min_repeat``), reported as
-median / p90 / mean / std / min in milliseconds.
+One timing rule (:class:`Timing`) for every backend: warm-up runs, then one run per
+repeat, as many repeats as fit a time budget (between ``min_repeat`` and
+``max_repeat``), reported as median / p90 / mean / std / min in milliseconds. Two clocks:
+this host's (:func:`time_callable`, for CPUs here and for every vendor stack) and the
+device's own (:func:`device_time`, TVM's ``time_evaluator``, for GPUs and remote devices:
+no launch queue or network in the figure). Both hold the machine's timing lock.
 """
 
 from __future__ import annotations
@@ -40,34 +43,42 @@ def latency_stats(seconds: list[float]) -> LatencyStats:
     )
 
 
-def warm_up(once, budget_s: float = 10.0, min_repeat: int = 5, max_repeat: int = 50,
-            warmup: int = 3) -> int:
-    """Run ``once()`` (one synchronised inference) timed, then the rest of the ``warmup``
-    runs, and return how many timed repeats fit ``budget_s``: the sizing rule every
-    backend's timing shares, whichever clock then times the repeats."""
-    t = time.perf_counter()
-    once()
-    first = time.perf_counter() - t
-    for _ in range(max(0, warmup - 1) if first < budget_s / 10 else 0):
+@dataclass(frozen=True)
+class Timing:
+    """How a latency is measured: ``warmup`` runs, then as many timed repeats as fit
+    ``budget_s`` seconds, at least ``min_repeat`` and at most ``max_repeat``."""
+
+    budget_s: float = 10.0
+    min_repeat: int = 5
+    max_repeat: int = 50
+    warmup: int = 3
+
+    def repeats(self, once) -> int:
+        """Run ``once()`` (one synchronised inference) timed, then the rest of the warm-up
+        runs, and return how many timed repeats fit the budget: the sizing rule every
+        backend's timing shares, whichever clock then times the repeats."""
+        t = time.perf_counter()
         once()
-    return int(min(max_repeat, max(min_repeat, budget_s / max(first, 1e-6))))
+        first = time.perf_counter() - t
+        for _ in range(max(0, self.warmup - 1) if first < self.budget_s / 10 else 0):
+            once()
+        return int(min(self.max_repeat,
+                       max(self.min_repeat, self.budget_s / max(first, 1e-6))))
 
 
-def time_callable(fn, warmup: int = 3, min_repeat: int = 5, max_repeat: int = 50,
-                  budget_s: float = 10.0) -> LatencyStats:
+def time_callable(fn, timing: Timing = Timing()) -> LatencyStats:
     """Time ``fn()`` on this host's clock, the same way for every backend (TVM, ONNX
     Runtime, ...), holding the machine's timing lock (:mod:`pose_tuner.measure.timing_lock`)."""
     samples = []
     with timing_lock():
-        for _ in range(warm_up(fn, budget_s, min_repeat, max_repeat, warmup)):
+        for _ in range(timing.repeats(fn)):
             t = time.perf_counter()
             fn()
             samples.append(time.perf_counter() - t)
     return latency_stats(samples)
 
 
-def interleaved(fns: dict, rounds: int, budget_s: float, warmup: int = 2, min_repeat: int = 3,
-                max_repeat: int = 50, progress=None) -> dict[str, list[float]]:
+def interleaved(fns: dict, rounds: int, timing: Timing, progress=None) -> dict[str, list[float]]:
     """Time each of ``fns`` (name -> callable running one inference) in ``rounds``
     interleaved rounds, so that machine noise hits them alike: name -> each round's median
     in ms. ``progress(round)`` is called after each round."""
@@ -75,8 +86,7 @@ def interleaved(fns: dict, rounds: int, budget_s: float, warmup: int = 2, min_re
     with timing_lock():  # all rounds: another process's timing would hit them unevenly
         for r in range(rounds):
             for name, fn in fns.items():
-                samples[name].append(time_callable(fn, warmup, min_repeat, max_repeat,
-                                                   budget_s).median_ms)
+                samples[name].append(time_callable(fn, timing).median_ms)
             if progress is not None:
                 progress(r + 1)
     return samples
@@ -108,27 +118,24 @@ class LocalVM(_VM):
         self.dev = tvm.cuda(0) if self.on_gpu else tvm.cpu()
         self.vm = VirtualMachine(tvm.runtime.load_module(artifact_path), self.dev)
 
-    def latency(self, x: np.ndarray, budget_s: float = 10.0, min_repeat: int = 5,
-                max_repeat: int = 50, warmup: int = 3) -> LatencyStats:
+    def latency(self, x: np.ndarray, timing: Timing = Timing()) -> LatencyStats:
         arg = self.tvm.runtime.tensor(x, self.dev)
         fn = self.vm["main"]
         if self.on_gpu:
             # a GPU runs asynchronously: time on the device, synchronised per run
             with timing_lock(f"cuda{self.dev.index}"):
-                return device_time(self.vm, self.dev, arg, budget_s, min_repeat, max_repeat,
-                                   warmup)
-        return time_callable(lambda: fn(arg), warmup, min_repeat, max_repeat, budget_s)
+                return device_time(self.vm, self.dev, arg, timing)
+        return time_callable(lambda: fn(arg), timing)
 
 
-def device_time(vm, dev, arg, budget_s: float, min_repeat: int, max_repeat: int,
-                warmup: int) -> LatencyStats:
+def device_time(vm, dev, arg, timing: Timing = Timing()) -> LatencyStats:
     """Time ``main`` with the device's own timer (``time_evaluator``): no host, network or
     launch queue in the figure. Used for remote devices and GPUs."""
     def once():
         vm["main"](arg)
         dev.sync()
 
-    repeat = warm_up(once, budget_s, min_repeat, max_repeat, warmup)
+    repeat = timing.repeats(once)
     vm.set_input("main", arg)
     timer = vm.time_evaluator("invoke_stateful", dev, number=1, repeat=repeat)
     return latency_stats(list(timer("main").results))
@@ -154,7 +161,6 @@ class RemoteVM(_VM):
         rmod = self.sess.load_module(os.path.basename(artifact_path))
         self.vm = relax.VirtualMachine(rmod, self.dev)
 
-    def latency(self, x: np.ndarray, budget_s: float = 10.0, min_repeat: int = 5,
-                max_repeat: int = 50, warmup: int = 3) -> LatencyStats:
+    def latency(self, x: np.ndarray, timing: Timing = Timing()) -> LatencyStats:
         arg = self.tvm.runtime.tensor(x, self.dev)
-        return device_time(self.vm, self.dev, arg, budget_s, min_repeat, max_repeat, warmup)
+        return device_time(self.vm, self.dev, arg, timing)

@@ -155,11 +155,14 @@ def _job(raw: dict, defaults: dict, where: str) -> JobConfig:
             if k in data:
                 kw[k] = str(data[k])
         if "cuda_arch" in kw:
+            from pose_tuner.hardware import targets_with_option
             from pose_tuner.hardware.cuda import valid_arch
 
-            if kw["target"] != "cuda" or not valid_arch(kw["cuda_arch"]):
-                raise ValueError(f"'cuda_arch' is for target cuda, like \"sm_86\"; got "
-                                 f"{kw['cuda_arch']!r} for target {kw['target']!r}")
+            takes = targets_with_option("arch")
+            if kw["target"] not in takes or not valid_arch(kw["cuda_arch"]):
+                raise ValueError(f"'cuda_arch' is for target {' or '.join(takes)}, like "
+                                 f"\"sm_86\"; got {kw['cuda_arch']!r} for target "
+                                 f"{kw['target']!r}")
         if "prune" in data:
             kw["prune"] = tuple(float(v) for v in data["prune"])
         for k in ("quant", "schedules"):

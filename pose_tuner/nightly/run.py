@@ -30,7 +30,11 @@ from pose_tuner.jobs.executor import run_on_device
 from pose_tuner.jobs.specs import RemeasureJob
 from pose_tuner.store.pareto import pareto_front
 from pose_tuner.store.records import CandidateRecord
-from pose_tuner.search.loop import SearchConfig, _PointRunner, _tag_suffix, is_stale, open_search, tvm_version
+from pose_tuner.search.config import SearchConfig
+from pose_tuner.search.loop import open_search
+from pose_tuner.search.points import PointRunner
+from pose_tuner.search.rows import is_stale, tvm_version
+from pose_tuner.search.variants import tag_suffix
 from pose_tuner.nightly.config import JobConfig, NightlyConfig
 from pose_tuner.nightly.queue import Item, NightlyError, Run, WorkQueue
 
@@ -78,7 +82,7 @@ def search_config(job: JobConfig, cfg: NightlyConfig) -> SearchConfig:
     accuracy = None
     if job.accuracy and job.val_images:
         from pose_tuner.accuracy.benchmark import synthetic_val
-        from pose_tuner.search.loop import check_log_dir
+        from pose_tuner.search.config import check_log_dir
 
         check_log_dir(cfg.log_dir)
         accuracy = synthetic_val(cfg.log_dir, job.val_images)
@@ -96,14 +100,14 @@ def _point_payload(p: SearchPoint, force: bool) -> dict:
             "trials": p.trials, "force": force}
 
 
-def plan_job(job: JobConfig, runner: _PointRunner, night: str, tvm_ver: str) -> list[dict]:
+def plan_job(job: JobConfig, runner: PointRunner, night: str, tvm_ver: str) -> list[dict]:
     """The items of one job for one night (see the module docstring)."""
     items, reusable = [], []
     for idx, point in enumerate(runner.cfg.space.points()):
         key = runner.point_key(point)
         old = runner.db.find(**key)
         stale = old is not None and is_stale(old, tvm_ver)
-        items.append(dict(job=job.name, kind="point", key=point.key + _tag_suffix(key["variant"]),
+        items.append(dict(job=job.name, kind="point", key=point.key + tag_suffix(key["variant"]),
                           priority=idx + (_NEW if old is None or stale else 0),
                           payload=_point_payload(point, stale)))
         if old is not None and old.ok and not stale and old.artifact_path \
@@ -134,7 +138,7 @@ def plan_job(job: JobConfig, runner: _PointRunner, night: str, tvm_ver: str) -> 
     return items
 
 
-def refine_items(job: JobConfig, runner: _PointRunner, tvm_ver: str) -> list[dict]:
+def refine_items(job: JobConfig, runner: PointRunner, tvm_ver: str) -> list[dict]:
     """Tuning that is not converged yet: for each MetaSchedule point of the space whose
     variant is on the front, the refinements measured on earlier nights (2N, 4N, ...
     trials; reused, so the report follows them) and the next doubling, unless the last
@@ -160,7 +164,7 @@ def refine_items(job: JobConfig, runner: _PointRunner, tvm_ver: str) -> list[dic
             continue
         for t in chain[1:]:
             p = SearchPoint(base.prune_ratio, base.quant, "metaschedule", t)
-            items.append(dict(job=job.name, kind="point", key=p.key + _tag_suffix(tag),
+            items.append(dict(job=job.name, kind="point", key=p.key + tag_suffix(tag),
                               priority=_REFINE - 500 + len(items), payload=_point_payload(p, False)))
         last = levels[chain[-1]].latency_median_ms
         gained = (1 - last / levels[chain[-2]].latency_median_ms) if len(chain) > 1 else None
@@ -168,7 +172,7 @@ def refine_items(job: JobConfig, runner: _PointRunner, tvm_ver: str) -> list[dic
         if nxt > job.max_trials or (gained is not None and gained < job.converged_gain):
             continue
         p = SearchPoint(base.prune_ratio, base.quant, "metaschedule", nxt)
-        items.append(dict(job=job.name, kind="point", key=p.key + _tag_suffix(tag),
+        items.append(dict(job=job.name, kind="point", key=p.key + tag_suffix(tag),
                           priority=_REFINE + len(items), payload=_point_payload(p, False)))
     return items
 
@@ -188,11 +192,11 @@ class _Night:
     def __init__(self, cfg: NightlyConfig, db: ParetoDB, queue: WorkQueue,
                  say: Callable[[str], None]):
         self.cfg, self.db, self.queue, self.say = cfg, db, queue, say
-        self.runners: dict[str, _PointRunner] = {}
+        self.runners: dict[str, PointRunner] = {}
         self.jobs = {j.name: j for j in cfg.jobs}
         self.point_counts: dict[str, int] = {}
 
-    def runner(self, job: JobConfig) -> _PointRunner:
+    def runner(self, job: JobConfig) -> PointRunner:
         if job.name not in self.runners:
             self.say(f"[{job.name}] preparing")
             runner = open_search(search_config(job, self.cfg),
@@ -265,7 +269,7 @@ class _Night:
             return self.remeasure(runner, item)
         raise NightlyError(f"unknown work item kind {item.kind!r}")
 
-    def remeasure(self, runner: _PointRunner, item: Item) -> dict:
+    def remeasure(self, runner: PointRunner, item: Item) -> dict:
         rec = self.db.get(item.payload["candidate_id"])
         device = runner.provenance["device"]
         stored = item.payload.get("stored_device")
@@ -330,7 +334,7 @@ def run_nightly(cfg: NightlyConfig, night: str | None = None, worker: str | None
     t0 = time.time()
     night = night or tonight()
     if cfg.db is None:
-        from pose_tuner.search.loop import check_log_dir
+        from pose_tuner.search.config import check_log_dir
 
         check_log_dir(cfg.log_dir)
     db = ParetoDB(db_url or cfg.db_url)

@@ -6,6 +6,7 @@ from pose_tuner.baselines import BASELINES, BaselineUnavailable, get_baseline
 from pose_tuner.measure.check import compare, compare_approx
 from pose_tuner.measure.inputs import structured_input
 from pose_tuner.measure.reference import ORTSession
+from pose_tuner.measure.runner import Timing
 
 
 def calib(n=8):
@@ -30,7 +31,7 @@ def test_cpu_baselines_run_and_agree_with_the_reference(name, tiny_onnx, tmp_pat
         res = compare_approx(out, ref)
         assert res.rel_err > 0  # really reduced precision, not the fp32 model again
     assert sess.size_bytes > 0
-    stats = sess.latency(x, budget_s=0.1, min_repeat=3)
+    stats = sess.latency(x, Timing(budget_s=0.1, min_repeat=3))
     assert stats.runs >= 3 and stats.median_ms > 0
 
 
@@ -83,7 +84,7 @@ def test_onnx_runtime_runs_on_the_device_through_the_device_server(name, local_d
         np.testing.assert_allclose(sess.run(xs), local.run(xs), rtol=1e-5, atol=1e-5)
     assert not np.allclose(sess.run(x), sess.run(structured_input((1, 3, 32, 32), seed=2)))
     np.testing.assert_allclose(sess.accuracy_run(x), sess.run(x), rtol=1e-5, atol=1e-5)
-    stats = sess.latency(x, budget_s=0.2, min_repeat=4, max_repeat=6)
+    stats = sess.latency(x, Timing(budget_s=0.2, min_repeat=4, max_repeat=6))
     assert 4 <= stats.runs <= 6 and 0 < stats.min_ms <= stats.median_ms
     assert sess.size_bytes == __import__("os").path.getsize(sess.artifact_path)
 

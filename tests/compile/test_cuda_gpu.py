@@ -24,12 +24,12 @@ pytestmark = [
 RUN_ON_GPU = r"""
 import json, sys
 import numpy as np
-from pose_tuner.measure.runner import LocalVM
+from pose_tuner.measure.runner import LocalVM, Timing
 vm = LocalVM(sys.argv[1], device="cuda")
 x = np.load(sys.argv[2])
 out = vm.run(x)
 np.save(sys.argv[3], out)
-stats = vm.latency(x, budget_s=1.0)
+stats = vm.latency(x, Timing(budget_s=1.0))
 print(json.dumps({"median_ms": stats.median_ms}))
 """
 

@@ -12,7 +12,7 @@ def test_tune_measures_trials_and_second_run_reuses_records(tiny_onnx, tmp_path)
     from pose_tuner.measure.check import compare
     from pose_tuner.measure.inputs import structured_input
     from pose_tuner.measure.reference import ORTSession
-    from pose_tuner.measure.runner import LocalVM
+    from pose_tuner.measure.runner import LocalVM, Timing
     from pose_tuner.compile.frontend import import_onnx
     from pose_tuner.compile.pipeline import compile_module, prepare
     from pose_tuner.compile.tuning import tune
@@ -43,7 +43,7 @@ def test_tune_measures_trials_and_second_run_reuses_records(tiny_onnx, tmp_path)
     x = structured_input((1, 3, 32, 32), seed=1)
     res = compare(vm.run(x), ORTSession(tiny_onnx).run(x))
     assert res.rel_err < 1e-4
-    stats = vm.latency(x, budget_s=0.2, min_repeat=3)
+    stats = vm.latency(x, Timing(budget_s=0.2, min_repeat=3))
     assert stats.runs >= 3 and 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms
 
 

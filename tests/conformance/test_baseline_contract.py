@@ -13,6 +13,7 @@ import pytest
 
 from pose_tuner.baselines import BASELINES, Baseline, BaselineUnavailable, Session, get_baseline
 from pose_tuner.hardware import TARGETS, TargetUnavailable, get_target
+from pose_tuner.measure.runner import Timing
 
 from tests.conformance._helpers import finishes
 
@@ -90,6 +91,6 @@ def test_session_of_a_baseline_the_host_runs(name, tiny_onnx, tmp_path, monkeypa
         assert out.shape == ref.shape and np.isfinite(out).all()
     assert sess.artifact_path and os.path.exists(sess.artifact_path)
     assert sess.size_bytes > 0
-    stats = sess.latency(x, budget_s=0.05, min_repeat=3, max_repeat=5, warmup=1)
+    stats = sess.latency(x, Timing(budget_s=0.05, min_repeat=3, max_repeat=5, warmup=1))
     assert 3 <= stats.runs <= 5
     assert 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms

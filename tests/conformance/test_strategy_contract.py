@@ -1,6 +1,6 @@
 """Every registered search strategy (``pose_tuner.search.strategy.STRATEGIES``) run through
 :func:`pose_tuner.search.loop.run_search` on a synthetic problem: the point runner
-(``open_search``'s ``_PointRunner``: model export, builds, database) is replaced by a fake
+(``open_search``'s ``PointRunner``: model export, builds, database) is replaced by a fake
 with the same interface and documented behaviour (a point already evaluated, or stored,
 is returned, not built again; ``None`` once the time budget is spent; a clock that only
 builds advance), whose objectives are a fixed function of the point. Checked: a strategy
@@ -38,7 +38,7 @@ def _latency(p: SearchPoint) -> float:
 
 
 class FakeRunner:
-    """What ``run_search`` and the strategies use of ``_PointRunner``."""
+    """What ``run_search`` and the strategies use of ``PointRunner``."""
 
     def __init__(self, cfg, target, stored=()):
         self.cfg, self.target = cfg, target

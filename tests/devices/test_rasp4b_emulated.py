@@ -68,7 +68,7 @@ def test_an_empty_pool_fails_at_once_instead_of_waiting_forever(tracker_only):
 def test_a_point_that_failed_for_want_of_a_device_is_measured_again():
     from pose_tuner import __version__
     from pose_tuner.store.records import CandidateRecord
-    from pose_tuner.search.loop import is_stale, lost_device, tvm_version
+    from pose_tuner.search.rows import is_stale, lost_device, tvm_version
 
     def row(error, kind):
         return CandidateRecord(model_name="m", model_hash="h", target="rasp4b", backend="tvm",

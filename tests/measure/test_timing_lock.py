@@ -9,7 +9,7 @@ import time
 import pytest
 
 from pose_tuner.measure import timing_lock as tl
-from pose_tuner.measure.runner import interleaved, time_callable
+from pose_tuner.measure.runner import Timing, interleaved, time_callable
 
 HOLDER = """
 import sys, time
@@ -39,8 +39,8 @@ def test_a_timing_waits_for_another_process_and_says_so(lock_dir, capsys):
     try:
         assert tl.holder() == proc.pid
         starts = []
-        stats = time_callable(lambda: starts.append(time.time()), warmup=1, min_repeat=3,
-                              max_repeat=3, budget_s=0.1)
+        stats = time_callable(lambda: starts.append(time.time()),
+                              Timing(budget_s=0.1, min_repeat=3, max_repeat=3, warmup=1))
         released = float(proc.stdout.readline().split()[1])
     finally:
         proc.wait(timeout=30)
@@ -61,8 +61,8 @@ def test_a_killed_holder_frees_the_lock(lock_dir):
 
 
 def test_nested_timing_takes_the_lock_once(lock_dir):
-    samples = interleaved({"a": lambda: None, "b": lambda: None}, rounds=2, budget_s=0.01,
-                          min_repeat=2, max_repeat=2)
+    samples = interleaved({"a": lambda: None, "b": lambda: None}, rounds=2,
+                          timing=Timing(budget_s=0.01, min_repeat=2, max_repeat=2))
     assert [len(v) for v in samples.values()] == [2, 2]
     with tl.timing_lock(waiting=None):
         with tl.timing_lock(waiting=None) as inner:
