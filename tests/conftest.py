@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 import numpy as np
@@ -75,49 +76,103 @@ def pytest_configure(config):
     os.environ.setdefault("TVM_NUM_THREADS", "2")
 
 
+#: set in this session's environment, so every process the tests start carries it
+SESSION_ENV = "PTUNER_TEST_SESSION"
+
+
+def _started_here(marker: str) -> list[tuple[int, str]]:
+    """Live processes started by this test session (they carry its marker): pid and the
+    test that was running when they started."""
+    import psutil
+
+    out = []
+    for proc in psutil.process_iter(["pid", "environ", "status"]):
+        env = proc.info.get("environ") or {}
+        if env.get(SESSION_ENV) == marker and proc.info["pid"] != os.getpid() \
+                and proc.info.get("status") != psutil.STATUS_ZOMBIE:
+            out.append((proc.info["pid"], env.get("PYTEST_CURRENT_TEST", "?")))
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """Every fixture and test ends what it starts: when the session ends, no process it
+    started may still run (a leftover RPC server or TVM worker would take CPU from later
+    measurements on this machine). Leftovers are killed, and named with the test that
+    started them."""
+    import signal
+    import time
+
+    marker = f"{os.getpid()}-{time.time_ns()}"
+    os.environ[SESSION_ENV] = marker
+    yield
+    deadline = time.time() + 15  # what is being stopped gets time to exit
+    left = _started_here(marker)
+    while left and time.time() < deadline:
+        time.sleep(0.5)
+        left = _started_here(marker)
+    for pid, _test in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert not left, "processes left behind (pid, started during): " + "; ".join(
+        f"{pid} ({test})" for pid, test in left)
+
+
+@contextlib.contextmanager
+def service(cmd: list[str]):
+    """A background process (a tracker, an RPC server) in its own process group, stopped
+    with everything it started (TVM's servers fork workers) when the block ends."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        yield proc
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait()
+
+
 @pytest.fixture(scope="session")
 def local_devices():
     """A tracker with two RPC servers on this machine: pose-tuner's device server under key
     ``helper`` and TVM's plain server under key ``plain`` (the remote path without qemu)."""
-    import subprocess
     import sys
     import time
 
+    from pose_tuner.devices import device_server
     from pose_tuner.devices.emulator import free_port
     from pose_tuner.measure.rpc import RPCError, RPCSpec, servers, tracker_summary
 
     port = free_port()
     tracker = f"127.0.0.1:{port}"
-    procs = [subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host",
-                               "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)]
-    from pose_tuner.devices import device_server
-
-    for key, server in (("helper", [device_server.__file__]),
-                        ("plain", ["-m", "tvm.exec.rpc_server"])):
-        p = free_port()
-        procs.append(subprocess.Popen(
-            [sys.executable, *server, "--host", "127.0.0.1", "--port", str(p), "--port-end",
-             str(p + 1), "--tracker", tracker, "--key", key],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-    deadline = time.time() + 90
-    while True:
-        try:
-            summary = tracker_summary(RPCSpec.parse(tracker, "helper"), timeout_s=2)
-            if servers(summary, "helper") and servers(summary, "plain"):
-                break
-        except RPCError:
-            pass
-        assert time.time() < deadline, "local RPC servers did not register"
-        time.sleep(0.5)
-    yield tracker
-    import os
-    import signal
-
-    for proc in procs:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(service([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host",
+                                     "127.0.0.1", "--port", str(port), "--port-end",
+                                     str(port + 1)]))
+        for key, server in (("helper", [device_server.__file__]),
+                            ("plain", ["-m", "tvm.exec.rpc_server"])):
+            p = free_port()
+            stack.enter_context(service(
+                [sys.executable, *server, "--host", "127.0.0.1", "--port", str(p),
+                 "--port-end", str(p + 1), "--tracker", tracker, "--key", key]))
+        deadline = time.time() + 90
+        while True:
+            try:
+                summary = tracker_summary(RPCSpec.parse(tracker, "helper"), timeout_s=2)
+                if servers(summary, "helper") and servers(summary, "plain"):
+                    break
+            except RPCError:
+                pass
+            assert time.time() < deadline, "local RPC servers did not register"
+            time.sleep(0.5)
+        yield tracker
 
 
 @pytest.fixture(scope="session")

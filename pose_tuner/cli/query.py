@@ -80,6 +80,8 @@ def add_best_parser(sub) -> None:
     p.add_argument("--max-latency-ms", type=float, default=None)
     p.add_argument("--min-ap", type=float, default=None)
     p.add_argument("--max-size-mb", type=float, default=None)
+    p.add_argument("--max-memory-mb", type=float, default=None,
+                   help="peak resident memory of running the artifact, where it runs")
     p.add_argument("--include-baselines", action="store_true",
                    help="also consider baselines (default: TVM candidates only)")
     p.set_defaults(handler=cmd_best)
@@ -93,7 +95,8 @@ def cmd_best(args) -> int:
                          backends=None if args.include_baselines else ["tvm"])
     from pose_tuner.bundle import deployment_info
 
-    rec = best_under(records, args.max_latency_ms, args.min_ap, args.max_size_mb)
+    rec = best_under(records, args.max_latency_ms, args.min_ap, args.max_size_mb,
+                     args.max_memory_mb)
     print(json.dumps({**rec.as_dict(), **deployment_info(rec)}, indent=2))
     return 0
 

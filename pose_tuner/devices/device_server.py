@@ -22,7 +22,8 @@ Functions (all names start with ``pose_tuner.``):
 * ``ort_load(file, threads) -> str``: an ONNX Runtime CPU session of an uploaded file;
 * ``ort_run(file, x) -> Tensor``: its first output for input ``x``;
 * ``ort_time(file, x, number, repeat) -> str``: JSON list of ``repeat`` mean seconds per
-  run, each over ``number`` runs (``time_evaluator``'s statistics).
+  run, each over ``number`` runs (``time_evaluator``'s statistics);
+* ``rss() -> int``: the session process's resident set in bytes (peak memory).
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ def register_functions() -> None:
         return json.dumps({"helper": HELPER_VERSION, "onnxruntime": ort_version,
                            "tvm": tvm.__version__, "machine": platform.machine(),
                            "cpus": os.cpu_count()})
+
+    @tvm_ffi.register_global_func("pose_tuner.rss", override=True)
+    def rss() -> int:
+        """This session process's resident set in bytes (peak memory of an artifact)."""
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
     @tvm_ffi.register_global_func("pose_tuner.ort_load", override=True)
     def ort_load(file_name: str, threads: int) -> str:

@@ -206,6 +206,11 @@ class JobResult:
     latency_mean_ms: float | None = None
     latency_std_ms: float | None = None
     latency_runs: int | None = None
+    #: the timing stayed noisy (:mod:`pose_tuner.measure.noise`), and its conditions (JSON)
+    latency_noisy: bool | None = None
+    timing_conditions: str | None = None
+    #: resident memory of loading and running the artifact (:mod:`pose_tuner.measure.memory`)
+    peak_memory_mb: float | None = None
     # the build
     artifact_path: str | None = None
     model_size_bytes: int | None = None

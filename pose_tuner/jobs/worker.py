@@ -13,6 +13,7 @@ backend, a device that went away), else the stage the job was in (:class:`Stage`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -67,15 +68,20 @@ def classify(exc: BaseException, stage: ErrorKind, remote: bool) -> ErrorKind:
 
 
 def check_and_time(run, latency, numerics: str, onnx_path: str, input_shape, report,
-                   stage: Stage, rtol: float = 2e-3, budget_s: float = 10.0) -> dict:
+                   stage: Stage, rtol: float = 2e-3, budget_s: float = 10.0,
+                   local: bool = True) -> dict:
     """Check ``run`` against ONNX Runtime running ``onnx_path`` (the FP32 model; for a TVM
     int8 build its QDQ model in exact form) on two structured inputs (``exact`` or
     ``approx``), then time ``latency`` on a third: the same for every backend, so their
-    numbers compare."""
+    numbers compare. The timing's conditions are checked (:mod:`pose_tuner.measure.noise`:
+    timed again while noisy, flagged if it stays so); ``local``: timed on this machine's
+    CPU (else only the spread of the repeats is judged)."""
     from pose_tuner.measure.check import compare, compare_approx
     from pose_tuner.measure.inputs import structured_input
     from pose_tuner.measure.reference import ORTSession
+    from pose_tuner.measure.noise import checked_latency
     from pose_tuner.measure.runner import Timing
+    from pose_tuner.measure.timing_lock import timing_lock
 
     stage(ErrorKind.RUN)
     report(f"checking numerics against ONNX Runtime on {os.path.basename(onnx_path)}")
@@ -91,11 +97,17 @@ def check_and_time(run, latency, numerics: str, onnx_path: str, input_shape, rep
         if worst is None or chk.rel_err > worst.rel_err:
             worst = chk
     report("measuring latency")
-    lat = latency(structured_input(shape, seed=3), Timing(budget_s=budget_s))
+    x = structured_input(shape, seed=3)
+    with timing_lock() if local else contextlib.nullcontext():
+        lat, cond = checked_latency(lambda: latency(x, Timing(budget_s=budget_s)), local=local)
+    if cond.noisy:
+        report(f"latency stays noisy after {cond.attempts} timings ({'; '.join(cond.reasons)}): "
+               "stored, flagged")
     return dict(
         max_abs_err=worst.max_abs_err, rel_err=worst.rel_err,
         latency_median_ms=lat.median_ms, latency_p90_ms=lat.p90_ms, latency_mean_ms=lat.mean_ms,
-        latency_std_ms=lat.std_ms, latency_runs=lat.runs,
+        latency_std_ms=lat.std_ms, latency_runs=lat.runs, latency_noisy=cond.noisy,
+        timing_conditions=cond.to_json(),
     )
 
 
@@ -268,11 +280,26 @@ def run_candidate(job: CandidateJob, report, stage: Stage) -> JobResult:
     else:
         vm = LocalVM(job.artifact_path, device=job.device)
     numerics, rtol = NUMERICS[job.quant]
+    local_cpu = rpc_spec is None and job.device == "cpu"
     result.update(check_and_time(vm.run, vm.latency, numerics, reference, job.input_shape,
-                                 report, stage, rtol=rtol, budget_s=job.measure_budget_s))
+                                 report, stage, rtol=rtol, budget_s=job.measure_budget_s,
+                                 local=local_cpu))
+    result["peak_memory_mb"] = candidate_memory(job, report)
     # accuracy: measured afterwards per variant (an AccuracyJob), see pose_tuner.search.loop
     result["wall_seconds"] = time.time() - t0
     return JobResult(status="ok", **result)
+
+
+def candidate_memory(job: CandidateJob, report) -> float | None:
+    """The peak memory of running the candidate's artifact, measured where it runs."""
+    from pose_tuner.measure import memory
+
+    report("measuring peak memory")
+    if job.rpc is not None:
+        return memory.remote_peak_memory_mb(job.artifact_path, job.rpc, job.input_shape)
+    if job.device != "cpu":
+        return None  # a GPU's memory is not this process's resident set
+    return memory.peak_memory_mb("tvm", job.artifact_path, job.input_shape)
 
 
 def run_baseline(job: BaselineJob, report, stage: Stage) -> JobResult:
@@ -294,7 +321,14 @@ def run_baseline(job: BaselineJob, report, stage: Stage) -> JobResult:
     result: dict = {"build_seconds": time.time() - t0, "artifact_path": sess.artifact_path,
                     "model_size_bytes": sess.size_bytes}
     result.update(check_and_time(sess.run, sess.latency, baseline.numerics, job.onnx_path,
-                                 job.input_shape, report, stage, budget_s=job.measure_budget_s))
+                                 job.input_shape, report, stage, budget_s=job.measure_budget_s,
+                                 local=rpc is None))
+    from pose_tuner.measure import memory
+
+    if rpc is None and baseline.backend in memory.BACKENDS:
+        report("measuring peak memory")
+        result["peak_memory_mb"] = memory.peak_memory_mb(baseline.backend, sess.artifact_path,
+                                                         job.input_shape)
     if job.accuracy is not None:
         result.update(run_accuracy_on(sess.accuracy_run, job.accuracy, job.input_shape,
                                       report, stage))
@@ -372,7 +406,8 @@ def run_remeasure(job: RemeasureJob, report, stage: Stage) -> JobResult:
 
         reference = exact_reference(job.onnx_path)
     result = check_and_time(vm.run, vm.latency, numerics, reference, job.input_shape, report,
-                            stage, rtol=rtol, budget_s=job.measure_budget_s)
+                            stage, rtol=rtol, budget_s=job.measure_budget_s,
+                            local=job.rpc is None and job.device == "cpu")
     return JobResult(status="ok", tvm_version=tvm.__version__, **result)
 
 

@@ -66,9 +66,9 @@ JOB_KEYS = {
     "tracker": "RPC tracker HOST:PORT for remote targets",
     "rpc_key": "RPC key of the remote device pool (default: the target's)",
     "cuda_arch": "GPU architecture for target cuda, e.g. sm_86 (default: sm_90)",
-    "constraints": "table: max_latency_ms, min_ap, max_size_mb for the best point",
+    "constraints": "table: max_latency_ms, min_ap, max_size_mb, max_memory_mb for the best point",
 }
-CONSTRAINT_KEYS = ("max_latency_ms", "min_ap", "max_size_mb")
+CONSTRAINT_KEYS = ("max_latency_ms", "min_ap", "max_size_mb", "max_memory_mb")
 
 
 @dataclass(frozen=True)

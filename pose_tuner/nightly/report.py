@@ -10,6 +10,9 @@ A regression is, for a point or baseline measured on both nights:
 * status: it worked the previous night and fails now;
 * drift: a re-measured point is slower than its stored latency by the same rule;
 * best point: the best point under the job's constraints is slower (or gone).
+
+A latency flagged noisy (:mod:`pose_tuner.measure.noise`: timed on a busy machine, twice)
+on either night is not compared: the report lists it as ignored instead.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pose_tuner.nightly.queue import Run, WorkQueue
 class Change:
     job: str
     key: str
-    what: str          # latency | ap | status | drift | best | front | fixed | faster
+    what: str          # latency | ap | status | drift | best | front | fixed | faster | noisy
     message: str
     regression: bool
 
@@ -66,7 +69,9 @@ def compare_items(cur: list[dict], prev: list[dict], cfg: NightlyConfig) -> list
             continue
         if it["kind"] == "remeasure":
             p = json.loads(it["payload"])
-            if it["status"] == "ok" and p.get("stored_median_ms"):
+            if it["status"] == "ok" and it.get("latency_noisy"):
+                out.append(_ignored(job, key, "the re-measurement"))
+            elif it["status"] == "ok" and p.get("stored_median_ms"):
                 now, was = it["latency_median_ms"], p["stored_median_ms"]
                 if _slower(now, was, p.get("stored_p90_ms"), cfg.latency_threshold):
                     out.append(Change(job, key, "drift", f"re-measured {now:.3f} ms against "
@@ -88,7 +93,10 @@ def compare_items(cur: list[dict], prev: list[dict], cfg: NightlyConfig) -> list
         if old["status"] != "ok" or it["status"] != "ok":
             continue
         now, was = it["latency_median_ms"], old["latency_median_ms"]
-        if now is not None and was:
+        if it.get("latency_noisy") or old.get("latency_noisy"):
+            out.append(_ignored(job, key, "tonight's" if it.get("latency_noisy")
+                                else "the previous night's"))
+        elif now is not None and was:
             if _slower(now, was, old["latency_p90_ms"], cfg.latency_threshold):
                 out.append(Change(job, key, "latency", f"median {was:.3f} -> {now:.3f} ms "
                                   f"({_pct(now, was)})", True))
@@ -103,13 +111,19 @@ def compare_items(cur: list[dict], prev: list[dict], cfg: NightlyConfig) -> list
     return out
 
 
+def _ignored(job: str, key: str, which: str) -> Change:
+    return Change(job, key, "noisy", f"{which} latency was timed on a busy machine (flagged "
+                  "noisy): not compared", False)
+
+
 def _as_record(it: dict) -> CandidateRecord:
     """A night's item snapshot as a record (for the front and best-point rules)."""
     return CandidateRecord(
         model_name="", model_hash=it["model_hash"] or "", target="", backend=it["kind"],
         prune_ratio=0.0, quant="", schedule=it["key"], trials=0, status=it["status"] or "failed",
         latency_median_ms=it["latency_median_ms"], latency_p90_ms=it["latency_p90_ms"],
-        ap=it["ap"], model_size_bytes=it["model_size_bytes"], id=it["id"])
+        ap=it["ap"], model_size_bytes=it["model_size_bytes"],
+        peak_memory_mb=it.get("peak_memory_mb"), id=it["id"])
 
 
 def _points(items: list[dict], job: str) -> list[dict]:
@@ -121,7 +135,7 @@ def _best(items: list[dict], job: JobConfig) -> tuple[dict | None, str]:
     recs = [_as_record(i) for i in items if i["kind"] == "point"]
     try:
         best = best_under(recs, job.constraint("max_latency_ms"), job.constraint("min_ap"),
-                          job.constraint("max_size_mb"))
+                          job.constraint("max_size_mb"), job.constraint("max_memory_mb"))
     except NoCandidate as exc:
         return None, str(exc)
     return next(i for i in items if i["id"] == best.id), ""
@@ -323,15 +337,19 @@ def write_report(cfg: NightlyConfig, db, queue: WorkQueue, run: Run) -> Report:
                 was = json.loads(i["payload"]).get("stored_median_ms")
             now = i["latency_median_ms"]
             rows.append([i["kind"], i["key"], i["outcome"] or i["state"], i["status"] or "-",
-                         _f(now), _f(i["latency_p90_ms"]), _f(i["ap"]),
+                         _f(now) + ("!" if i.get("latency_noisy") else ""),
+                         _f(i["latency_p90_ms"]), _f(1000.0 / now if now else None, ".1f"),
+                         _f(i["ap"]),
                          _f(i["model_size_bytes"] / 1e6 if i["model_size_bytes"] else None, ".2f"),
+                         _f(i.get("peak_memory_mb"), ".1f"),
                          _f(was), _pct(now, was) if now and was else "-",
                          "*" if i["candidate_id"] in front_ids and i["kind"] != "remeasure" else "",
                          str(i["candidate_id"] or "-")])
-        doc.table(["kind", "point", "outcome", "status", "median ms", "p90 ms", "AP", "size MB",
-                   "before ms", "change", "front", "id"], rows)
+        doc.table(["kind", "point", "outcome", "status", "median ms", "p90 ms", "FPS", "AP",
+                   "size MB", "mem MB", "before ms", "change", "front", "id"], rows)
         doc.p("*before ms*: last night's median of the point; for a re-measurement, the stored "
-              "median it re-times.")
+              "median it re-times. *mem MB*: peak resident memory of running the artifact. "
+              "A median marked ! was timed on a busy machine (flagged noisy, not compared).")
         bad = [i for i in failed + skipped if i["job"] == job.name]
         if bad:
             doc.h(3, "Failed and skipped")

@@ -183,7 +183,8 @@ def _snapshot(rec: CandidateRecord) -> dict:
                 latency_p90_ms=rec.latency_p90_ms, ap=rec.ap,
                 model_size_bytes=rec.model_size_bytes, tvm_version=rec.tvm_version,
                 tuner_version=rec.tuner_version, target_config=rec.target_config,
-                device=rec.device)
+                device=rec.device, latency_noisy=rec.latency_noisy,
+                peak_memory_mb=rec.peak_memory_mb)
 
 
 class _Night:
@@ -296,7 +297,7 @@ class _Night:
         snap = _snapshot(rec)
         snap.update(outcome="remeasured", status=result.status, error=result.error,
                     latency_median_ms=result.latency_median_ms,
-                    latency_p90_ms=result.latency_p90_ms,
+                    latency_p90_ms=result.latency_p90_ms, latency_noisy=result.latency_noisy,
                     tvm_version=result.tvm_version, tuner_version=build_version(),
                     device=runner.provenance["device"])
         if snap["status"] == "ok":

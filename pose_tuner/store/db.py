@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from pose_tuner.store.records import CandidateRecord
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 KEY_FIELDS = ("model_hash", "target", "backend", "prune_ratio", "quant", "schedule", "trials",
               "variant", "target_config")
 
@@ -76,7 +76,8 @@ class ParetoDB:
             "schedule": sa.String(32), "trials": sa.Integer, "status": sa.String(16),
             "variant": sa.String(128), "finetune_steps": sa.Integer,
             "target_config": sa.String(64),
-            "error": sa.Text, "error_kind": sa.String(32), "input_shape": sa.String(64), "latency_runs": sa.Integer,
+            "error": sa.Text, "error_kind": sa.String(32), "latency_noisy": sa.Boolean,
+            "timing_conditions": sa.Text, "input_shape": sa.String(64), "latency_runs": sa.Integer,
             "model_size_bytes": sa.BigInteger, "param_count": sa.BigInteger,
             "artifact_path": sa.Text, "model_path": sa.Text,
             "accuracy_dataset": sa.String(200), "accuracy_people": sa.Integer, "emulated": sa.Boolean, "tune_trials_run": sa.Integer,
@@ -127,6 +128,8 @@ class ParetoDB:
             sa.Column("ap", sa.Float), sa.Column("model_size_bytes", sa.BigInteger),
             sa.Column("tvm_version", sa.String(64)), sa.Column("tuner_version", sa.String(64)),
             sa.Column("target_config", sa.String(64)), sa.Column("device", sa.String(256)),
+            # v6: the latency was noisy (not compared), the artifact's peak memory
+            sa.Column("latency_noisy", sa.Boolean), sa.Column("peak_memory_mb", sa.Float),
             sa.UniqueConstraint("run_id", "job", "kind", "key", name="uq_item"),
         )
         self._md = md
@@ -152,7 +155,7 @@ class ParetoDB:
                         )
                     if version == 1:
                         self._migrate_v1(conn)
-                    elif version in (2, 3, 4):
+                    elif version in (2, 3, 4, 5):
                         self._add_columns(conn)
                     elif version < SCHEMA_VERSION:
                         raise DatabaseError(
@@ -175,16 +178,28 @@ class ParetoDB:
                                 f"{str(exc).splitlines()[0]}") from None
 
     def _add_columns(self, conn) -> None:
-        """v2, v3 or v4 -> v5 by adding the columns they lack, NULL on old rows: v3's
+        """v2 to v5 -> v6 by adding the columns they lack, NULL on old rows: v3's
         provenance columns ``target_json`` and ``device``, v4's ``cleaned_hash``, v5's
-        ``error_kind`` (filled in for old failed rows: :func:`legacy_error_kind`); the
-        nightly tables (v3) are created by ``create_all``."""
+        ``error_kind`` (filled in for old failed rows: :func:`legacy_error_kind`), v6's
+        ``fps`` (filled in), ``latency_noisy``, ``timing_conditions`` and
+        ``peak_memory_mb``; the nightly tables (v3) are created by ``create_all``, and
+        their v6 column ``latency_noisy`` added."""
         sa = self.sa
         have = {c["name"] for c in sa.inspect(conn).get_columns("candidates")}
         for name, typ in (("target_json", "TEXT"), ("device", "VARCHAR(256)"),
-                          ("cleaned_hash", "VARCHAR(64)"), ("error_kind", "VARCHAR(32)")):
+                          ("cleaned_hash", "VARCHAR(64)"), ("error_kind", "VARCHAR(32)"),
+                          ("fps", "FLOAT"), ("latency_noisy", "BOOLEAN"),
+                          ("timing_conditions", "TEXT"), ("peak_memory_mb", "FLOAT")):
             if name not in have:
                 conn.execute(sa.text(f"ALTER TABLE candidates ADD COLUMN {name} {typ}"))
+        if sa.inspect(conn).has_table("work_items"):
+            items = {c["name"] for c in sa.inspect(conn).get_columns("work_items")}
+            for name, typ in (("latency_noisy", "BOOLEAN"), ("peak_memory_mb", "FLOAT")):
+                if name not in items:
+                    conn.execute(sa.text(f"ALTER TABLE work_items ADD COLUMN {name} {typ}"))
+        c = self.candidates.c
+        conn.execute(self.candidates.update().where(c.latency_median_ms > 0, c.fps.is_(None))
+                     .values(fps=1000.0 / c.latency_median_ms))
         self._fill_error_kinds(conn)
         self._set_version(conn)
 

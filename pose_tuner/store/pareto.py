@@ -56,7 +56,8 @@ class NoCandidate(LookupError):
 
 
 def best_under(records: Sequence[CandidateRecord], max_latency_ms: float | None = None,
-               min_ap: float | None = None, max_size_mb: float | None = None) -> CandidateRecord:
+               min_ap: float | None = None, max_size_mb: float | None = None,
+               max_memory_mb: float | None = None) -> CandidateRecord:
     """The best successful record within the constraints.
 
     With a latency cap, the most accurate (then fastest) record under it; otherwise the
@@ -77,6 +78,13 @@ def best_under(records: Sequence[CandidateRecord], max_latency_ms: float | None 
     if max_size_mb is not None:
         pool = [r for r in pool if r.model_size_bytes is not None
                 and r.model_size_bytes <= max_size_mb * 1e6]
+    if max_memory_mb is not None:
+        if all(r.peak_memory_mb is None for r in ok):
+            raise NoCandidate("no candidate has a measured peak memory yet (measured since "
+                              "pose-tuner 0.3), so --max-memory-mb cannot be met; search again "
+                              "with --force")
+        pool = [r for r in pool if r.peak_memory_mb is not None
+                and r.peak_memory_mb <= max_memory_mb]
     if not pool:
         fastest = min(ok, key=lambda r: r.latency_median_ms)
         raise NoCandidate(

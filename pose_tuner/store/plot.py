@@ -8,9 +8,11 @@ from pose_tuner.store.records import CandidateRecord
 
 
 def _label(r: CandidateRecord) -> str:
-    if r.backend != "tvm":
-        return f"{r.backend} {r.quant}"
-    return f"p{r.prune_ratio:.2f} {r.quant} {r.schedule_label}"
+    name = (f"{r.backend} {r.quant}" if r.backend != "tvm"
+            else f"p{r.prune_ratio:.2f} {r.quant} {r.schedule_label}")
+    extra = [f"{r.fps:.0f} FPS" if r.fps else "",
+             f"{r.peak_memory_mb:.0f} MB" if r.peak_memory_mb is not None else ""]
+    return ", ".join([name, *filter(None, extra)])
 
 
 def plot_front(records: Sequence[CandidateRecord], front: Sequence[CandidateRecord], path: str,
@@ -47,7 +49,7 @@ def plot_front(records: Sequence[CandidateRecord], front: Sequence[CandidateReco
         ax.annotate(_label(r), (r.latency_median_ms, r.ap), fontsize=6, alpha=0.8,
                     xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_xlabel("median latency (ms, log scale)")
+    ax.set_xlabel("median latency (ms, log scale); labels: point, FPS, peak memory")
     ax.set_ylabel("OKS AP")
     ax.set_title(title or "accuracy vs latency")
     ax.grid(True, which="both", alpha=0.3)

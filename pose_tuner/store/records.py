@@ -47,6 +47,14 @@ class CandidateRecord:
     latency_mean_ms: float | None = None
     latency_std_ms: float | None = None
     latency_runs: int | None = None
+    #: frames per second, 1000 / median latency
+    fps: float | None = None
+    #: the timing stayed noisy after a second try (its figure is kept, flagged, and the
+    #: nightly regression rule ignores it); the conditions it was timed under, as JSON
+    latency_noisy: bool | None = None
+    timing_conditions: str | None = None
+    #: resident memory loading and running the artifact adds (MB), where it runs
+    peak_memory_mb: float | None = None
     ap: float | None = None
     ap50: float | None = None
     ap75: float | None = None

@@ -23,22 +23,21 @@ from pose_tuner.cli import main
 @pytest.fixture(scope="module")
 def tracker_only():
     """An RPC tracker with no device registered."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
-                             "--port", str(port), "--port-end", str(port + 1)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import socket
 
-    deadline = time.time() + 60
-    while time.time() < deadline:  # until it listens (importing TVM takes a while)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.5)
-    yield f"127.0.0.1:{port}"
-    proc.kill()
-    proc.wait()
+    from tests.conftest import service
+
+    port = free_port()
+    with service([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
+                  "--port", str(port), "--port-end", str(port + 1)]):
+        deadline = time.time() + 60
+        while time.time() < deadline:  # until it listens (importing TVM takes a while)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
 
 
 def test_a_key_without_devices_is_a_clear_error(tracker_only):

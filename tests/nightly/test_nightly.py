@@ -289,7 +289,7 @@ def _item(key, ms, p90=None, ap=0.5, status="ok", kind="point", i=[0], **kw):
     return dict(id=i[0], job="m@t", kind=kind, key=key, state="done", status=status,
                 error=kw.get("error"), latency_median_ms=ms, latency_p90_ms=p90 or ms * 1.02,
                 ap=ap, model_size_bytes=1000, model_hash="h", candidate_id=i[0],
-                payload=json.dumps(kw.get("payload", {})))
+                payload=json.dumps(kw.get("payload", {})), latency_noisy=kw.get("noisy"))
 
 
 def test_regression_rules_on_two_nights():
@@ -316,6 +316,21 @@ def test_regression_rules_on_two_nights():
     cur = [_item("fast", 2.0, ap=0.40), _item("slow", 6.0, ap=0.49)]  # best now less accurate
     (best,) = [c for c in job_changes(job, cur, prev, cfg) if c.what == "best"]
     assert best.regression and "less accurate" in best.message
+
+
+def test_noisy_latencies_are_not_compared_and_the_report_says_so():
+    from pose_tuner.nightly.config import JobConfig, NightlyConfig
+    from pose_tuner.nightly.report import compare_items
+
+    cfg = NightlyConfig(name="n", jobs=(JobConfig(model="m", target="t"),))
+    prev = [_item("a", 2.0), _item("b", 2.0, noisy=True), _item("c", 2.0)]
+    cur = [_item("a", 3.0, noisy=True),      # +50 %, but timed on a busy machine tonight
+           _item("b", 3.0),                  # the previous night's figure was the noisy one
+           _item("c", 3.0),                  # a clean +50 %: a regression
+           _item("c", 3.0, kind="remeasure", noisy=True, payload={"stored_median_ms": 1.0})]
+    got = {(c.key, c.what, c.regression) for c in compare_items(cur, prev, cfg)}
+    assert got == {("a", "noisy", False), ("b", "noisy", False), ("c", "latency", True),
+                   ("c", "noisy", False)}
 
 
 def test_time_budget_skips_the_rest_and_the_next_night_continues(tmp_path, capsys):

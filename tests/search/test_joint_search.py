@@ -1,6 +1,7 @@
 """The joint space through the CLI: pruned and fp16 variants are built, checked and kept
 apart in the database, and a search interrupted midway resumes without losing points."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -36,6 +37,12 @@ def test_pruned_and_fp16_points(tmp_path, capsys):
     assert pruned[4] < base[4] and pruned[5] < 0.8 * base[5]  # fewer params and FLOPs
     assert pruned[7] == 0 and base[7] is None                 # not fine-tuned / not pruned
     assert base[6] < 2e-3 and got[0][6] < 5e-2                # fp32 exact, fp16 close
+    # FPS, peak memory and the timing's conditions come with every figure
+    for median, fps, mem, noisy, cond in rows(
+            logs, "latency_median_ms, fps, peak_memory_mb, latency_noisy, timing_conditions"):
+        assert abs(fps - 1000 / median) < 1e-6 and 0 < mem < 500 and noisy is not None
+        assert {"spread", "others_cpu", "reference_drift", "attempts"} <= set(json.loads(cond))
+    assert rows(logs, "peak_memory_mb")[3][0] < rows(logs, "peak_memory_mb")[1][0] + 1
     # the pruned variant is a smaller ONNX model of its own, reused on the next run
     (onnx_pruned,) = [f for f in os.listdir(os.path.join(logs, "models")) if "-p0.50-" in f
                       and f.endswith(".onnx")]

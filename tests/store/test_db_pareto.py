@@ -153,7 +153,7 @@ def test_v1_database_is_migrated_keeping_rows(tmp_path):
     con.close()
 
 
-@pytest.mark.parametrize("version", [2, 3, 4])
+@pytest.mark.parametrize("version", [2, 3, 4, 5])
 def test_older_database_gains_the_new_columns_and_nightly_tables(tmp_path, version):
     path = tmp_path / f"v{version}.sqlite"
     db = ParetoDB(f"sqlite:///{path}")
@@ -164,10 +164,14 @@ def test_older_database_gains_the_new_columns_and_nightly_tables(tmp_path, versi
     db.upsert(rec(quant="int8", status="skipped", error="target t does not run int8"))
     db.close()
     con = sqlite3.connect(path)  # make it what that pose-tuner wrote
+    v6 = ("fps", "latency_noisy", "timing_conditions", "peak_memory_mb")
     dropped = {2: ("target_json", "device", "cleaned_hash", "error_kind"),
-               3: ("cleaned_hash", "error_kind"), 4: ("error_kind",)}[version]
+               3: ("cleaned_hash", "error_kind"), 4: ("error_kind",), 5: ()}[version] + v6
     for col in dropped:
         con.execute(f"alter table candidates drop column {col}")
+    if version > 2:
+        for col in ("latency_noisy", "peak_memory_mb"):
+            con.execute(f"alter table work_items drop column {col}")
     if version == 2:
         con.execute("drop table work_items")
         con.execute("drop table nightly_runs")
@@ -180,13 +184,16 @@ def test_older_database_gains_the_new_columns_and_nightly_tables(tmp_path, versi
                      (16, "fp32"): "numerical_mismatch", (64, "int8"): "refused"}
     r = db.find("h1", "x86-vnni", "tvm", 0.0, "fp32", "metaschedule", 64)
     assert r.latency_median_ms == 7.0 and r.device is None and r.cleaned_hash is None
+    assert r.fps == pytest.approx(1000 / 7.0) and r.peak_memory_mb is None
+    assert r.latency_noisy is None
     db.upsert(rec(trials=8, device="host / cpu", target_json='{"kind": "llvm"}',
                   cleaned_hash="c0ffee", status="failed", error="x", error_kind="timeout"))
     new = db.find("h1", "x86-vnni", "tvm", 0.0, "fp32", "metaschedule", 8)
     assert new.device == "host / cpu" and new.cleaned_hash == "c0ffee"
     assert new.error_kind == "timeout"
     con = sqlite3.connect(path)
-    assert con.execute("select value from meta").fetchone()[0] == str(SCHEMA_VERSION) == "5"
+    assert con.execute("select value from meta").fetchone()[0] == str(SCHEMA_VERSION) == "6"
+    assert "peak_memory_mb" in {r[1] for r in con.execute("pragma table_info(work_items)")}
     assert con.execute("select count(*) from work_items").fetchone() == (0,)
     con.close()
 
@@ -198,3 +205,24 @@ def test_front_ignores_points_without_a_measured_accuracy():
     c = rec(id=3, latency_median_ms=5.0, ap=None)
     assert {r.id for r in pareto_front([a, b, c])} == {1, 2}
     assert {r.id for r in pareto_front([c])} == {3}
+
+
+def test_best_under_a_memory_cap():
+    a = rec(id=1, trials=1, latency_median_ms=5.0, ap=0.5, peak_memory_mb=90.0)
+    b = rec(id=2, trials=2, latency_median_ms=8.0, ap=0.5, peak_memory_mb=30.0)
+    assert best_under([a, b]).id == 1
+    assert best_under([a, b], max_memory_mb=50).id == 2
+    with pytest.raises(NoCandidate, match="no candidate meets"):
+        best_under([a, b], max_memory_mb=10)
+    old = rec(id=3, latency_median_ms=5.0, ap=0.5)
+    with pytest.raises(NoCandidate, match="no candidate has a measured peak memory"):
+        best_under([old], max_memory_mb=100)
+
+
+def test_noisy_figures_are_stored_with_their_conditions(tmp_path):
+    db = ParetoDB(f"sqlite:///{tmp_path / 'n.sqlite'}")
+    r = db.upsert(rec(latency_noisy=True, timing_conditions='{"others_cpu": 0.6}', fps=100.0,
+                      peak_memory_mb=12.5))
+    back = db.find("h1", "x86-vnni", "tvm", 0.0, "fp32", "metaschedule", 64)
+    assert back.id == r.id and back.latency_noisy is True and back.peak_memory_mb == 12.5
+    assert back.timing_conditions == '{"others_cpu": 0.6}' and back.fps == 100.0
