@@ -284,6 +284,8 @@ def run_candidate(job: CandidateJob, report, stage: Stage) -> JobResult:
     result.update(check_and_time(vm.run, vm.latency, numerics, reference, job.input_shape,
                                  report, stage, rtol=rtol, budget_s=job.measure_budget_s,
                                  local=local_cpu))
+    if rpc_spec is not None:
+        vm.close()  # its device back to the pool: the memory probe takes a session of its own
     result["peak_memory_mb"] = candidate_memory(job, report)
     # accuracy: measured afterwards per variant (an AccuracyJob), see pose_tuner.search.loop
     result["wall_seconds"] = time.time() - t0

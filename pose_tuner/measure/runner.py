@@ -164,3 +164,11 @@ class RemoteVM(_VM):
     def latency(self, x: np.ndarray, timing: Timing = Timing()) -> LatencyStats:
         arg = self.tvm.runtime.tensor(x, self.dev)
         return device_time(self.vm, self.dev, arg, timing)
+
+    def close(self) -> None:
+        """End the session: its device goes back to the pool (a pool of one device would
+        otherwise make the next session wait for it)."""
+        import gc
+
+        self.vm = self.dev = self.sess = None
+        gc.collect()

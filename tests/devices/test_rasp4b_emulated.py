@@ -136,11 +136,13 @@ def test_rasp4b_search_on_an_emulated_pi_pool(pi, tiny_onnx, tmp_path):
                  "--log-dir", logs]) == 0
     con = sqlite3.connect(os.path.join(logs, "pareto.sqlite"))
     rows = con.execute("select schedule, status, emulated, device, rel_err, artifact_path, "
-                       "latency_median_ms from candidates where backend = 'tvm' order by id").fetchall()
+                       "latency_median_ms, peak_memory_mb from candidates where backend = 'tvm' "
+                       "order by id").fetchall()
     con.close()
     assert [(s, st, em) for s, st, em, *_ in rows] == [("default", "ok", 1), ("metaschedule", "ok", 1)]
-    for _, _, _, device, rel_err, artifact, latency in rows:
+    for _, _, _, device, rel_err, artifact, latency, memory in rows:
         assert device.startswith("emulated Pi") and rel_err < 2e-3 and latency > 0
+        assert 0 < memory < 500  # measured on the device, through its device server
         with open(artifact, "rb") as f:  # an aarch64 ELF shared library (e_machine 183)
             head = f.read(20)
         assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183
