@@ -15,15 +15,6 @@ from torch import nn
 from pose_tuner.models.zoo.mobilenetv2 import mobilenetv2_deconv
 from pose_tuner.models.zoo.shufflenetv2 import shufflenetv2_fpn
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "INPUT_DIVISOR",
-    "ModelSpec",
-    "ZOO",
-    "list_models",
-    "get_spec",
-    "check_input_size",
-]
 
 DEFAULT_MODEL = "shufflenetv2_fpn"
 
