@@ -190,3 +190,22 @@ def test_default_model_varies_at_full_size():
     assert y.shape == (2, 17, 64, 48)
     assert _spatial_ratio(y[0]).min().item() > 0.05
     assert ((y[0] - y[1]).abs().mean() / y[0].abs().mean()).item() > 0.05
+
+
+def test_the_default_model_ships_trained_weights_that_load():
+    """The committed checkpoint is found where the package installs it (a moved folder once
+    made the zoo fall back to seeded weights without a word)."""
+    from pose_tuner.models.zoo import DEFAULT_MODEL, build_model
+    from pose_tuner.models.zoo.weights import WEIGHTS_DIR, load_trained
+
+    assert (WEIGHTS_DIR / f"{DEFAULT_MODEL}.pt").is_file()
+    trained = load_trained(DEFAULT_MODEL)
+    assert trained is not None and trained.trained_meta
+    built = build_model(DEFAULT_MODEL, input_size=(64, 64))
+    seeded = build_model(DEFAULT_MODEL, input_size=(64, 64), trained=False)
+
+    def first(m):
+        return next(m.parameters()).detach()
+
+    assert torch.equal(first(built), first(trained))
+    assert not torch.equal(first(built), first(seeded))
