@@ -70,11 +70,6 @@ def is_emulated(target: Target) -> bool:
         raise TargetUnavailable(str(exc)) from None
 
 
-def device_identity(target: Target) -> str:
-    """Which device the target's measurements come from (stored with every point)."""
-    return target.device_identity(emulated=is_emulated(target))
-
-
 def _toolchain(target: Target) -> None:
     """A compiler for the target's device kernels, when its device needs one."""
     from pose_tuner.compile.toolchains import check_toolchain

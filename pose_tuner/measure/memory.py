@@ -21,6 +21,8 @@ import os
 import subprocess
 import sys
 
+from pose_tuner.measure.inputs import structured_input
+
 #: the runtimes a fresh process can load an artifact of
 BACKENDS = ("tvm", "onnxruntime", "openvino")
 
@@ -62,10 +64,8 @@ def _runner(backend: str, path: str):
 
 def measure_here(backend: str, path: str, shape: tuple[int, ...]) -> float:
     """The resident memory (MB) loading and running ``path`` adds to this process."""
-    import numpy as np
-
     base, run = _runner(backend, path)
-    x = np.linspace(-1.0, 1.0, int(np.prod(shape)), dtype="float32").reshape(shape)
+    x = structured_input(tuple(shape))
     peak = rss_bytes()
     for _ in range(3):
         run(x)
@@ -91,7 +91,6 @@ def remote_peak_memory_mb(path: str, rpc_spec, shape) -> float | None:
     """The resident memory loading and running ``path`` adds to a fresh session process on
     a device of the pool (pose-tuner's device server), or None where the device cannot
     say (TVM's plain server, a GPU)."""
-    import numpy as np
     import tvm
     from tvm import relax
 
@@ -108,7 +107,7 @@ def remote_peak_memory_mb(path: str, rpc_spec, shape) -> float | None:
     sess.upload(path)
     dev = rpc_spec.remote_device(sess)
     vm = relax.VirtualMachine(sess.load_module(os.path.basename(path)), dev)
-    x = np.linspace(-1.0, 1.0, int(np.prod(shape)), dtype="float32").reshape(tuple(shape))
+    x = structured_input(tuple(shape))
     peak = base
     for _ in range(3):
         vm["main"](tvm.runtime.tensor(x, dev))

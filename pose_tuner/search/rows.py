@@ -63,9 +63,9 @@ def tuning_dir(log_dir: str, target_name: str, tvm_target: dict) -> str:
 
 def provenance(target, tvm_target: dict) -> dict:
     """What every record says about where it was built and measured."""
+    emulated = availability.is_emulated(target)  # one look at the pool
     return {"target_json": json.dumps(tvm_target, sort_keys=True),
-            "device": availability.device_identity(target),
-            "emulated": availability.is_emulated(target)}
+            "device": target.device_identity(emulated=emulated), "emulated": emulated}
 
 
 def record_from(key: dict, model: PreparedModel, result: JobResult, t0: float,
