@@ -117,6 +117,9 @@ class NightlyConfig:
     db: str | None = None
     reports: str | None = None
     latency_threshold: float = 0.10
+    #: the relative slowdown that counts when either night's figure was flagged noisy
+    #: (the larger of this and ``latency_threshold`` applies)
+    noisy_latency_threshold: float = 1.0
     ap_threshold: float = 0.01
     #: seconds without a heartbeat after which another worker takes a claimed item over
     lease_s: float = 600.0
@@ -224,17 +227,20 @@ def load_config(path: str) -> NightlyConfig:
         raise NightlyConfigError(f"{path}: the same model@target appears twice: "
                                  f"{sorted({n for n in names if names.count(n) > 1})}")
     reg = data.get("regression", {})
-    if not isinstance(reg, dict) or set(reg) - {"latency", "ap"}:
-        raise NightlyConfigError(f"{path}: [regression] takes latency (relative, e.g. 0.1) "
-                                 "and ap (absolute, e.g. 0.01)")
+    if not isinstance(reg, dict) or set(reg) - {"latency", "noisy_latency", "ap"}:
+        raise NightlyConfigError(f"{path}: [regression] takes latency (relative, e.g. 0.1), "
+                                 "noisy_latency (relative, for figures flagged noisy, e.g. "
+                                 "1.0) and ap (absolute, e.g. 0.01)")
     name = data.get("name") or os.path.splitext(os.path.basename(path))[0]
     cfg = NightlyConfig(
         name=str(name), jobs=jobs, log_dir=str(data.get("log_dir", "logs/nightly")),
         db=data.get("db"), reports=data.get("reports"),
-        latency_threshold=float(reg.get("latency", 0.10)), ap_threshold=float(reg.get("ap", 0.01)),
+        latency_threshold=float(reg.get("latency", 0.10)),
+        noisy_latency_threshold=float(reg.get("noisy_latency", 1.0)), ap_threshold=float(reg.get("ap", 0.01)),
         lease_s=float(data.get("lease_s", 600.0)), source=os.path.abspath(path),
     )
-    if cfg.latency_threshold <= 0 or cfg.ap_threshold < 0 or cfg.lease_s < 30:
+    if (cfg.latency_threshold <= 0 or cfg.noisy_latency_threshold <= 0
+            or cfg.ap_threshold < 0 or cfg.lease_s < 30):
         raise NightlyConfigError(f"{path}: regression thresholds must be positive and "
                                  "lease_s >= 30")
     # the work a night does (not where this worker keeps its files): workers with their

@@ -318,19 +318,25 @@ def test_regression_rules_on_two_nights():
     assert best.regression and "less accurate" in best.message
 
 
-def test_noisy_latencies_are_not_compared_and_the_report_says_so():
+def test_noisy_latencies_count_only_beyond_the_noisy_threshold():
     from pose_tuner.nightly.config import JobConfig, NightlyConfig
     from pose_tuner.nightly.report import compare_items
 
     cfg = NightlyConfig(name="n", jobs=(JobConfig(model="m", target="t"),))
-    prev = [_item("a", 2.0), _item("b", 2.0, noisy=True), _item("c", 2.0)]
+    assert cfg.noisy_latency_threshold == 1.0
+    prev = [_item("a", 2.0), _item("b", 2.0, noisy=True), _item("c", 2.0),
+            _item("d", 2.0, noisy=True)]
     cur = [_item("a", 3.0, noisy=True),      # +50 %, but timed on a busy machine tonight
            _item("b", 3.0),                  # the previous night's figure was the noisy one
            _item("c", 3.0),                  # a clean +50 %: a regression
-           _item("c", 3.0, kind="remeasure", noisy=True, payload={"stored_median_ms": 1.0})]
-    got = {(c.key, c.what, c.regression) for c in compare_items(cur, prev, cfg)}
+           _item("c", 3.0, kind="remeasure", noisy=True, payload={"stored_median_ms": 2.0}),
+           _item("d", 9.0),                  # 4.5x: more than a busy machine explains
+           _item("d", 9.0, kind="remeasure", noisy=True, payload={"stored_median_ms": 2.0})]
+    changes = compare_items(cur, prev, cfg)
+    got = {(c.key, c.what, c.regression) for c in changes}
     assert got == {("a", "noisy", False), ("b", "noisy", False), ("c", "latency", True),
-                   ("c", "noisy", False)}
+                   ("c", "noisy", False), ("d", "latency", True), ("d", "drift", True)}
+    assert all("beyond the noisy threshold" in c.message for c in changes if c.key == "d")
 
 
 def test_time_budget_skips_the_rest_and_the_next_night_continues(tmp_path, capsys):
