@@ -34,6 +34,9 @@ class ErrorKind(str, Enum):
     UNAVAILABLE = "unavailable"
     #: the target does not run this point (declared by the target, before any work)
     REFUSED = "refused"
+    #: a search strategy left the point out: a bound on what it could measure is
+    #: dominated by points already measured (a later search that asks for it measures it)
+    DOMINATED = "dominated"
     #: the pruned variant the point is built from could not be made
     VARIANT = "variant"
     #: accuracy could not be measured (bad data, no ground truth)
@@ -49,7 +52,7 @@ class ErrorKind(str, Enum):
 MEASURE_AGAIN = frozenset({ErrorKind.DEVICE_LOST})
 
 #: failures that are a reason to skip, not an error of the tool or the point
-SKIPS = frozenset({ErrorKind.UNAVAILABLE, ErrorKind.REFUSED})
+SKIPS = frozenset({ErrorKind.UNAVAILABLE, ErrorKind.REFUSED, ErrorKind.DOMINATED})
 
 
 def kind_of(value: str | ErrorKind | None) -> ErrorKind | None:

@@ -45,11 +45,17 @@ def _add_space_options(p) -> None:
 
 
 def _add_strategy_options(p) -> None:
-    p.add_argument("--strategy", choices=("grid", "nsga2", "tpe"), default="grid",
-                   help="grid: every point, cheapest first (default); nsga2 / tpe: Optuna "
-                        "multi-objective sampling of --n-trials points (AP up, latency down)")
+    p.add_argument("--strategy", choices=("cheap-first", "grid", "nsga2", "tpe"),
+                   default="cheap-first",
+                   help="cheap-first (default): per pruning ratio, the untuned points, then "
+                        "only the tuned points that can still reach the front (the others "
+                        "are skipped and stored as such); grid: every point, cheapest "
+                        "first; nsga2 / tpe: "
+                        "Optuna multi-objective sampling of --n-trials points (AP up, "
+                        "latency down)")
     p.add_argument("--n-trials", type=int, default=None,
-                   help="new points an Optuna strategy measures (default: half the grid, >= 4)")
+                   help="new points an Optuna strategy measures (default: half the grid, >= 4); "
+                        "for cheap-first, a cap")
     p.add_argument("--objectives", default="ap,latency",
                    help="Optuna objectives: ap,latency or ap,latency,size (default ap,latency)")
     p.add_argument("--seed", type=int, default=0, help="Optuna sampler seed (default 0)")

@@ -2,7 +2,8 @@
 
 * :mod:`~pose_tuner.search.space` – search points and the declarative space
   (``default.toml``): pruning ratio x quantization mode x schedule tuning;
-* :mod:`~pose_tuner.search.strategy` – the strategies (the grid, Optuna's samplers);
+* :mod:`~pose_tuner.search.strategies` – the strategies (cheap-first, the grid, Optuna's
+  samplers), and :mod:`~pose_tuner.search.replay` to compare them on recorded measurements;
 * :mod:`~pose_tuner.search.loop` – a search: the target checked, the model prepared, each
   point run as a job, its record stored, the baselines beside it, the front.
 

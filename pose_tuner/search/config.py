@@ -44,8 +44,9 @@ class SearchConfig:
     accuracy: "AccuracySpec | None" = None
     #: stop starting candidates after this many seconds (None: no limit)
     time_budget_s: float | None = None
+    #: cheap-first (the untuned points, then the tuned ones that can reach the front) |
     #: grid (every point, cheapest first) | nsga2 | tpe (Optuna multi-objective samplers)
-    strategy: str = "grid"
+    strategy: str = "cheap-first"
     #: points an Optuna strategy builds and measures (None: half of the grid, at least 4)
     n_trials: int | None = None
     #: seed of the Optuna sampler

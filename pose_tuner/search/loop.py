@@ -82,15 +82,9 @@ def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
     db, model, target = runner.db, runner.model, runner.target
     points = runnable_points(points, target, say)
     runner.n_points = len(points)
-    skipped: list[SearchPoint] = []
-    if cfg.strategy == "grid":
-        for point in points:
-            if runner.evaluate(point) is None:
-                skipped.append(point)
-    else:
-        from pose_tuner.search.strategy import optuna_search
+    from pose_tuner.search.strategies import get_strategy
 
-        skipped = optuna_search(cfg, points, runner, say)
+    skipped = get_strategy(cfg.strategy).run(cfg, points, runner, say)
     records, ran, reused = runner.records, runner.ran, runner.reused
     if skipped:
         say(f"time budget spent: {len(skipped)} candidate(s) not started "

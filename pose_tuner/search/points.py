@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable
 
-from pose_tuner.failures import ErrorKind
+from pose_tuner.failures import ErrorKind, kind_of
 from pose_tuner.jobs.executor import run_in_child, run_on_device
 from pose_tuner.jobs.specs import AccuracyJob, BaselineJob, CandidateJob, JobResult
 from pose_tuner.models.source import PreparedModel
@@ -172,6 +172,16 @@ class PointRunner:
         self.done[point] = rec
         return rec
 
+    def skip(self, point: SearchPoint, reason: str) -> CandidateRecord:
+        """Store ``point`` as skipped because it cannot reach the front (a strategy's
+        choice, said by the strategy): a later search that asks for it measures it."""
+        rec = self.db.upsert(record_from(self.point_key(point), self.model,
+                                         JobResult("skipped", reason, ErrorKind.DOMINATED),
+                                         time.time(), self.variants.get(point.prune_ratio),
+                                         self.provenance))
+        self.done[point] = rec
+        return rec
+
     def _reusable(self, old: CandidateRecord | None, head: str, force: bool,
                   recheck_skipped: bool = False) -> bool:
         """Whether the stored row ``old`` stands for its point (and say so), or the point
@@ -182,7 +192,9 @@ class PointRunner:
         if old is None or force:
             return False
         acc = self.cfg.accuracy
-        if lost_device(old):
+        if kind_of(old.error_kind) is ErrorKind.DOMINATED:
+            pass  # a strategy's choice, not a measurement: asked for now, it is measured
+        elif lost_device(old):
             self.say(f"{head}: its device dropped last time: measuring again")
         elif is_stale(old):
             self.say(f"{head}: stored by pose-tuner {old.tuner_version or '?'} / TVM "

@@ -95,3 +95,17 @@ def best_under(records: Sequence[CandidateRecord], max_latency_ms: float | None 
     if max_latency_ms is not None and any(r.ap is not None for r in pool):
         return max(pool, key=lambda r: (r.ap if r.ap is not None else -1.0, -r.latency_median_ms))
     return min(pool, key=lambda r: r.latency_median_ms)
+
+
+def hypervolume(points: Sequence[tuple[float, float]], ref_latency_ms: float,
+                ref_ap: float = 0.0) -> float:
+    """The area of the (AP, latency) plane that ``points`` dominate (AP up, latency
+    down), bounded by the reference point ``(ref_ap, ref_latency_ms)``; points at or
+    beyond the reference add nothing. In AP x ms."""
+    pts = sorted((lat, ap) for ap, lat in points if ap > ref_ap and lat < ref_latency_ms)
+    area, best = 0.0, ref_ap
+    for i, (lat, ap) in enumerate(pts):
+        best = max(best, ap)
+        nxt = pts[i + 1][0] if i + 1 < len(pts) else ref_latency_ms
+        area += (nxt - lat) * (best - ref_ap)
+    return area

@@ -1,4 +1,4 @@
-"""Every registered search strategy (``pose_tuner.search.strategy.STRATEGIES``) run through
+"""Every registered search strategy (``pose_tuner.search.strategies.STRATEGIES``) run through
 :func:`pose_tuner.search.loop.run_search` on a synthetic problem: the point runner
 (``open_search``'s ``PointRunner``: model export, builds, database) is replaced by a fake
 with the same interface and documented behaviour (a point already evaluated, or stored,
@@ -17,7 +17,7 @@ import pytest
 
 from pose_tuner.hardware import get_target
 from pose_tuner.search import SearchPoint, SearchSpace
-from pose_tuner.search.strategy import STRATEGIES
+from pose_tuner.search.strategies import STRATEGIES, get_strategy
 from pose_tuner.store.records import CandidateRecord
 
 #: 2 ratios x 3 modes x 2 schedules = 12 points; the target refuses int8: 8 runnable
@@ -51,6 +51,7 @@ class FakeRunner:
         self.done: dict[SearchPoint, CandidateRecord] = {}
         self.stored = {p: self._record(p) for p in stored}
         self.asked: list[SearchPoint] = []       # every evaluate() call
+        self.skipped: list[SearchPoint] = []     # every skip() call
         self.builds: list[tuple[SearchPoint, float]] = []  # (point, clock at its start)
 
     def _record(self, p: SearchPoint) -> CandidateRecord:
@@ -93,6 +94,13 @@ class FakeRunner:
     def with_accuracy(self, rec):
         return rec
 
+    def skip(self, point, reason):
+        assert point not in self.done, "skipped a point already evaluated"
+        self.skipped.append(point)
+        self.done[point] = dataclasses.replace(self._record(point), status="skipped",
+                                               error=reason, latency_median_ms=None)
+        return self.done[point]
+
     def baselines(self, names=None, force=None):
         return []
 
@@ -132,8 +140,9 @@ def test_builds_runnable_points_of_the_space_once_each_within_n_trials(monkeypat
     assert len(built) == len(set(built)), f"built a point twice: {built}"
     if strategy == "grid":  # every point, cheapest first
         assert built == RUNNABLE
-    else:                   # Optuna strategies: up to n_trials new points
+    else:                   # other strategies: up to n_trials new points
         assert 1 <= len(built) <= 5
+    assert not set(built) & set(runner.skipped), "built a point it skipped"
     # failed points were measured like the others and did not stop the search
     assert any(_fails(p) for p in built)
     assert outcome.ran == len(built) and outcome.records == runner.records
@@ -172,7 +181,7 @@ def test_same_seed_same_points(monkeypatch, strategy):
     assert _built(first) == _built(again)
 
 
-@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "grid"])
+@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if get_strategy(s).fills_n_trials])
 def test_builds_n_trials_new_points_when_the_space_has_them(monkeypatch, strategy):
     """``optuna_search``: "Run ``cfg.n_trials`` new points chosen by the sampler"; only the
     time budget may cut that short."""

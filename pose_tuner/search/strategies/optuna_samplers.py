@@ -14,9 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from pose_tuner.search import SearchPoint
-
-STRATEGIES = ("grid", "nsga2", "tpe")
+from pose_tuner.search.space import SearchPoint
+from pose_tuner.search.strategies.base import Strategy, register
 
 
 def _objectives(rec, with_ap: bool, with_size: bool) -> list[float] | None:
@@ -39,6 +38,18 @@ def _choices(points: list[SearchPoint]) -> dict[str, list]:
         "quant": sorted({p.quant for p in points}),
         "schedule": sorted({p.schedule_label for p in points}),
     }
+
+
+class OptunaSampler(Strategy):
+    """Optuna's NSGA-II or TPE sampler over the space's categorical dimensions."""
+
+    fills_n_trials = True
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def run(self, cfg, points, runner, say):
+        return optuna_search(cfg, points, runner, say)
 
 
 def optuna_search(cfg, points: list[SearchPoint], runner, say: Callable[[str], None]) -> list[SearchPoint]:
@@ -107,3 +118,7 @@ def optuna_search(cfg, points: list[SearchPoint], runner, say: Callable[[str], N
         else:
             study.tell(trial, vals)
     return [p for p in points if p not in runner.done] if runner.out_of_time() else []
+
+
+register(OptunaSampler("nsga2"))
+register(OptunaSampler("tpe"))
