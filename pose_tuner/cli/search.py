@@ -233,7 +233,11 @@ def cmd_search(args) -> int:
 def _print_search(out) -> None:
     from pose_tuner.store.report import fmt_seconds, table
 
-    print(f"\nsearch done in {fmt_seconds(out.seconds)}: {out.ran} measured, {out.reused} reused\n")
+    from pose_tuner.failures import ErrorKind
+
+    dominated = sum(r.error_kind == ErrorKind.DOMINATED.value for r in out.records)
+    print(f"\nsearch done in {fmt_seconds(out.seconds)}: {out.ran} measured, {out.reused} reused"
+          + (f", {dominated} skipped as unable to reach the front" if dominated else "") + "\n")
     print("candidates:")
     print(table(out.records, out.front))
     print("\nPareto front (all runs of this model on this target):")

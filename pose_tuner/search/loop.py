@@ -84,11 +84,11 @@ def run_search(cfg: SearchConfig, say: Callable[[str], None] = print,
     runner.n_points = len(points)
     from pose_tuner.search.strategies import get_strategy
 
-    skipped = get_strategy(cfg.strategy).run(cfg, points, runner, say)
+    left = get_strategy(cfg.strategy).run(cfg, points, runner, say)
     records, ran, reused = runner.records, runner.ran, runner.reused
-    if skipped:
-        say(f"time budget spent: {len(skipped)} candidate(s) not started "
-            f"({', '.join(p.key for p in skipped)}); run again to continue")
+    if left:
+        say(f"time budget spent: {len(left)} candidate(s) not started "
+            f"({', '.join(p.key for p in left)}); run again to continue")
     if cfg.accuracy is not None:
         records = accuracy_pass(cfg, model, db, records, runner.threads, say, runner.run_root,
                                 runner.target.device)

@@ -70,6 +70,15 @@ def test_config_errors_name_the_file_and_key(tmp_path, capsys):
         load_config(str(bad))
     bad.write_text('[[jobs]]\nmodel = "m"\ntarget = "cuda"\ncuda_arch = "sm_86"\n')
     assert load_config(str(bad)).jobs[0].cuda_arch == "sm_86"
+    job = '[[jobs]]\nmodel = "m"\ntarget = "x86"\n'
+    bad.write_text(f'[regression]\nnoisy_latency = 0.5\n{job}')
+    assert load_config(str(bad)).noisy_latency_threshold == 0.5
+    bad.write_text(f'[regression]\nnoisy_latency = 0\n{job}')
+    with pytest.raises(NightlyConfigError, match="thresholds must be positive"):
+        load_config(str(bad))
+    bad.write_text(f'[regression]\nnoisy = 1\n{job}')
+    with pytest.raises(NightlyConfigError, match="noisy_latency"):
+        load_config(str(bad))
     assert main(["nightly", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "no nightly configuration at" in capsys.readouterr().err
     # the shipped example parses

@@ -49,12 +49,14 @@ class OptunaSampler(Strategy):
         self.name = name
 
     def run(self, cfg, points, runner, say):
-        return optuna_search(cfg, points, runner, say)
+        return optuna_search(cfg, points, runner, say, self.name)
 
 
-def optuna_search(cfg, points: list[SearchPoint], runner, say: Callable[[str], None]) -> list[SearchPoint]:
-    """Run ``cfg.n_trials`` new points chosen by the sampler; returns the points skipped
-    for lack of time (the rest of the space is simply not chosen)."""
+def optuna_search(cfg, points: list[SearchPoint], runner, say: Callable[[str], None],
+                  sampler_name: str) -> list[SearchPoint]:
+    """Run ``cfg.n_trials`` new points chosen by the sampler (``nsga2`` or ``tpe``);
+    returns the points left unstarted for lack of time (the rest of the space is simply
+    not chosen)."""
     import optuna
     from optuna.distributions import CategoricalDistribution
 
@@ -63,7 +65,7 @@ def optuna_search(cfg, points: list[SearchPoint], runner, say: Callable[[str], N
     with_size = "size" in cfg.objectives
     directions = (["maximize"] if with_ap else []) + ["minimize"] + (["minimize"] if with_size else [])
     sampler = (optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=max(4, min(10, len(points) // 2)))
-               if cfg.strategy == "nsga2" else
+               if sampler_name == "nsga2" else
                optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=min(4, len(points))))
     study = optuna.create_study(directions=directions, sampler=sampler)
     choices = _choices(points)
@@ -84,7 +86,7 @@ def optuna_search(cfg, points: list[SearchPoint], runner, say: Callable[[str], N
                                                   values=vals, state=state))
         known += 1
     n_new = cfg.n_trials if cfg.n_trials is not None else max(4, len(points) // 2)
-    say(f"{cfg.strategy} search: {len(points)} points in the space, {known} known from the "
+    say(f"{sampler_name} search: {len(points)} points in the space, {known} known from the "
         f"database, up to {n_new} new")
     new = asks = 0
     while new < n_new and len(runner.done) < len(points) and asks < 20 * len(points):
