@@ -4,6 +4,7 @@ costs less than the grid."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -85,6 +86,21 @@ def test_the_least_pruned_variant_comes_first_and_its_first_tuned_points_are_mea
     first = [p for _, p, _ in cheap.timeline]
     assert first.index(SearchPoint(0.0, "int8", "metaschedule", 8)) < first.index(
         SearchPoint(0.0, "fp32", "metaschedule", 8)), "the larger expected gain first"
+
+
+def test_a_variant_without_ap_is_never_skipped():
+    """A tuned point whose variant has no AP (its evaluation failed) cannot be compared on
+    AP: it is measured, not skipped."""
+    recorded = _recorded()
+    records = {p: (r if (p.quant, p.prune_ratio) != ("fp32", 0.25) else
+                   replace(r, ap=None, accuracy_dataset=None))
+               for p, r in recorded.records.items()}
+    cfg = SimpleNamespace(n_trials=None, seed=0, time_budget_s=None, force=False,
+                          accuracy=object(), objectives=("ap", "latency"))
+    runner = ReplayRunner(cfg, replace(recorded, records=records))
+    get_strategy("cheap-first").run(cfg, SPACE.points(), runner, lambda m: None)
+    assert runner.done[SearchPoint(0.25, "fp32", "metaschedule", 8)].status == "ok"
+    assert runner.done[SearchPoint(0.5, "fp32", "metaschedule", 8)].status == "skipped"
 
 
 def test_the_time_budget_leaves_the_rest_unstarted():

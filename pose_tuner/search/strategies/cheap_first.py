@@ -142,6 +142,8 @@ class CheapFirst(Strategy):
         keep = []
         for point in pending:
             bound = self.bound(point, runner)
+            if bound is not None and any(getattr(bound, f) is None for f, _ in objectives):
+                bound = None  # its variant lacks a figure the front compares (a failed AP)
             by = None if bound is None else next(
                 (r for r in sorted(known, key=lambda r: r.latency_median_ms)
                  if dominates(r, bound, objectives)), None)
@@ -161,8 +163,7 @@ def _usable(rec: CandidateRecord | None) -> bool:
 
 
 def _label(rec: CandidateRecord) -> str:
-    sched = "default" if rec.schedule == "default" else f"ms{rec.trials}"
-    return f"p{rec.prune_ratio:.2f}-{rec.quant}-{sched}"
+    return SearchPoint(rec.prune_ratio, rec.quant, rec.schedule, rec.trials).key
 
 
 def _figures(rec: CandidateRecord) -> str:
