@@ -63,7 +63,10 @@ def _grid(cfg, say):
     points = runnable_points(cfg.space.points(), runner.target, say)
     runner.n_points = len(points)
     path = os.path.join(cfg.log_dir, "search_quality_costs.json")
-    costs = json.load(open(path)) if os.path.exists(path) else {}
+    costs = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            costs = json.load(f)
     stored = costs.get(runner.model.model_hash, {})
     variant_s, accuracy_s, point_s, records = {}, {}, {}, {}
     for ratio in sorted({p.prune_ratio for p in points}):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from pose_tuner.models.source import PreparedModel
 from pose_tuner.search.space import SearchSpace, load_space
+from pose_tuner.search.strategies.base import DEFAULT_STRATEGY
 from pose_tuner.store.records import CandidateRecord
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class SearchConfig:
     time_budget_s: float | None = None
     #: cheap-first (the untuned points, then the tuned ones that can reach the front) |
     #: grid (every point, cheapest first) | nsga2 | tpe (Optuna multi-objective samplers)
-    strategy: str = "cheap-first"
+    strategy: str = DEFAULT_STRATEGY
     #: points an Optuna strategy builds and measures (None: half of the grid, at least 4)
     n_trials: int | None = None
     #: seed of the Optuna sampler

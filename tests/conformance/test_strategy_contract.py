@@ -17,7 +17,7 @@ import pytest
 
 from pose_tuner.hardware import get_target
 from pose_tuner.search import SearchPoint, SearchSpace
-from pose_tuner.search.strategies import STRATEGIES, get_strategy
+from pose_tuner.search.strategies import DEFAULT_STRATEGY, STRATEGIES, get_strategy
 from pose_tuner.store.records import CandidateRecord
 
 #: 2 ratios x 3 modes x 2 schedules = 12 points; the target refuses int8: 8 runnable
@@ -130,6 +130,7 @@ def test_the_registry_is_what_the_cli_offers():
     (opt,) = [a for a in sub.choices["search"]._actions if a.dest == "strategy"]
     assert len(set(STRATEGIES)) == len(STRATEGIES) and "grid" in STRATEGIES
     assert set(opt.choices) == set(STRATEGIES)
+    assert opt.default == DEFAULT_STRATEGY  # the CLI keeps its literals to start fast
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

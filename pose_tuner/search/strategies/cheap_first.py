@@ -106,13 +106,15 @@ class CheapFirst(Strategy):
     def bound(self, point: SearchPoint, runner) -> CandidateRecord | None:
         """The best figures ``point`` could reach (None: nothing to bound it with)."""
         base = runner.done.get(_base(point))
-        if not _usable(base) or not self._ratios(point, runner, "latency_median_ms"):
+        if not _usable(base):
             return None
         scaled = {}
         for field, margin in _SCALED.items():
             ratios = self._ratios(point, runner, field)
             if getattr(base, field) is not None and ratios:
                 scaled[field] = getattr(base, field) * min(ratios) * (1 - margin)
+        if "latency_median_ms" not in scaled:
+            return None  # no tuned point of its kind measured yet
         return replace(base, schedule=point.schedule, trials=point.trials, **scaled)
 
     def _promise(self, point: SearchPoint, runner) -> float:
@@ -138,15 +140,15 @@ class CheapFirst(Strategy):
         """``pending`` less the points whose bound is dominated (skipped and said)."""
         known = measured(runner.records)
         objectives = active_objectives(known)
-        known = [r for r in known if all(getattr(r, f) is not None for f, _ in objectives)]
+        known = sorted((r for r in known if all(getattr(r, f) is not None for f, _ in objectives)),
+                       key=lambda r: r.latency_median_ms)  # the fastest dominating point is named
         keep = []
         for point in pending:
             bound = self.bound(point, runner)
             if bound is not None and any(getattr(bound, f) is None for f, _ in objectives):
                 bound = None  # its variant lacks a figure the front compares (a failed AP)
             by = None if bound is None else next(
-                (r for r in sorted(known, key=lambda r: r.latency_median_ms)
-                 if dominates(r, bound, objectives)), None)
+                (r for r in known if dominates(r, bound, objectives)), None)
             if by is None:
                 keep.append(point)
                 continue
