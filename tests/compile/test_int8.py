@@ -140,11 +140,13 @@ def test_numerics_match_onnxruntime_qdq(conv_qdq):
 def test_channel_shuffle_moves_8_bit_values_exactly(tmp_path):
     """ShuffleNet's unit: max-pool, two branches concatenated, channel shuffle (reshape,
     transpose, reshape) and a split by slicing: the quantize/dequantize pairs around the
-    data movement fold away and the result still matches ONNX Runtime's QDQ model."""
+    data movement fold away and the result still matches ONNX Runtime's QDQ model; with
+    the concat's parameters shared (the default), the concat folds too."""
+    import onnx
     import torch
 
     from pose_tuner.compile import frontend
-    from pose_tuner.compile.int8.quantize import quantize_qdq
+    from pose_tuner.compile.int8.quantize import quantize_qdq, shared_concat_ranges
     from pose_tuner.compile.int8.rewrite import integer_rewrite
 
     torch.manual_seed(0)
@@ -167,13 +169,21 @@ def test_channel_shuffle_moves_8_bit_values_exactly(tmp_path):
 
     fp32 = _export(Shuffle(), (1, 3, 64, 48), tmp_path / "shuffle.onnx")
     calib = np.random.default_rng(0).standard_normal((4, 3, 64, 48)).astype(np.float32)
+    own = quantize_qdq(fp32, calib, str(tmp_path / "own.qdq.onnx"), shared_concat=False)
+    own_stats = {}
+    integer_rewrite(frontend.import_onnx(own), own_stats)
+    # max-pool, the two slices, the shuffle's reshape / transpose / reshape, the last slice
+    # (not the concat: its two inputs have their own scales)
+    assert own_stats["movement"] >= 6 and own_stats["conv2d"] == 4, own_stats
+    assert shared_concat_ranges(onnx.load(own))  # the concat mixes parameters
+
     path = quantize_qdq(fp32, calib, str(tmp_path / "shuffle.qdq.onnx"))
+    assert shared_concat_ranges(onnx.load(path)) == {}  # one set of parameters now
     mod = frontend.import_onnx(path)
     stats = {}
     out = integer_rewrite(mod, stats)
-    # max-pool, the two slices, the shuffle's reshape / transpose / reshape, the last slice
-    # (not the concat: its two inputs have different scales)
-    assert stats["movement"] >= 6 and stats["conv2d"] == 4, stats
+    # ... and the concat too: its inputs and output share their parameters
+    assert stats["movement"] == own_stats["movement"] + 1 and stats["conv2d"] == 4, stats
     off_stats = {}
     off = integer_rewrite(mod, off_stats, movement=False)  # as before 0.2.0
     assert off_stats["movement"] == 0 and off_stats["conv2d"] == 4

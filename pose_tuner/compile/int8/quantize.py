@@ -21,14 +21,19 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
 def quantize_qdq(onnx_path: str, calib: np.ndarray, out_path: str, method: str = "minmax",
-                 weight_bits: int = 8) -> str:
+                 weight_bits: int = 8, shared_concat: bool = True) -> str:
     """Static INT8 QDQ model of ``onnx_path`` calibrated on ``calib`` (N, C, H, W float32).
 
     u8 activations (per tensor), s8 symmetric per-channel weights: the u8 x s8 products
     the x86 int8 kernels compute. ``method`` is ``"minmax"``, ``"percentile"`` or
     ``"entropy"`` (ONNX Runtime's ``CalibrationMethod``). ``weight_bits=7`` quantizes the
     weights to [-64, 64] (ONNX Runtime's ``reduce_range``), for the kernels whose 16-bit
-    pair sums would saturate with 8 (``Target.int8_weight_bits``). Returns ``out_path``.
+    pair sums would saturate with 8 (``Target.int8_weight_bits``).
+
+    With ``shared_concat`` every ``Concat`` gets one set of quantization parameters for its
+    inputs and its output (:func:`shared_concat_ranges`, as OpenVINO's NNCF does), so that
+    it moves 8-bit values instead of requantizing them; this costs a second calibration
+    pass, only for models with such concatenations. Returns ``out_path``.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static,
@@ -60,12 +65,104 @@ def quantize_qdq(onnx_path: str, calib: np.ndarray, out_path: str, method: str =
             x = next(self.it, None)
             return None if x is None else {name: np.ascontiguousarray(x, np.float32)}
 
-    quantize_static(
-        onnx_path, out_path, Reader(), quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-        calibrate_method=methods[method], reduce_range=weight_bits == 7,
-    )
+    def run(extra_options=None):
+        quantize_static(
+            onnx_path, out_path, Reader(), quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+            calibrate_method=methods[method], reduce_range=weight_bits == 7,
+            extra_options=extra_options,
+        )
+
+    run()
+    if shared_concat:
+        import onnx
+
+        ranges = shared_concat_ranges(onnx.load(out_path))
+        if ranges:
+            run({"TensorQuantOverrides": {
+                name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
+                for name, (lo, hi) in ranges.items()}})
     return out_path
+
+
+#: ops that ONNX Runtime's QDQ format gives their input's quantization parameters
+#: (checked per node: a node counts only where its input and output parameters are equal)
+_PASS_THROUGH = ("Reshape", "Transpose", "Slice", "Split", "Squeeze", "Unsqueeze", "Flatten",
+                 "MaxPool", "Gather", "Identity")
+
+
+def shared_concat_ranges(model) -> dict[str, tuple[float, float]]:
+    """Calibration ranges that give each ``Concat`` of a QDQ model one set of parameters.
+
+    Tensors are grouped: a ``Concat``'s quantized inputs with its output, and a tensor
+    with the output of a data-movement op (reshape, transpose, slice, max-pool...) that
+    shares its parameters. Every tensor of a group with a ``Concat`` gets the union of the
+    group's ranges (read back from each tensor's scale and zero point). ShuffleNet's units
+    (split, a branch, concatenate, channel shuffle) chain each stage into one group.
+    Returns tensor name -> (rmin, rmax); empty when no ``Concat`` mixes parameters.
+    """
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+
+    def params(q_node):
+        scale = float(numpy_helper.to_array(inits[q_node.input[1]]))
+        zp = int(numpy_helper.to_array(inits[q_node.input[2]])) if len(q_node.input) > 2 else 0
+        return scale, zp
+
+    quantized = {}  # float tensor -> (scale, zero point) of its QuantizeLinear
+    for node in model.graph.node:
+        if (node.op_type == "QuantizeLinear" and node.input[1] in inits
+                and numpy_helper.to_array(inits[node.input[1]]).size == 1):
+            quantized[node.input[0]] = params(node)
+
+    def source(name):
+        """The float tensor behind a DequantizeLinear output (None for a constant)."""
+        dq = producer.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            return None
+        q = producer.get(dq.input[0])
+        return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+
+    parent: dict[str, str] = {}
+
+    def find(x):
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a, b):
+        parent[find(a)] = find(b)
+
+    concats = []
+    for node in model.graph.node:
+        ins = [source(i) for i in node.input[:1]] if node.input else []
+        if node.op_type == "Concat":
+            srcs = [source(i) for i in node.input]
+            if node.output[0] in quantized and srcs and all(s in quantized for s in srcs):
+                for s in srcs:
+                    union(s, node.output[0])
+                concats.append(node.output[0])
+        elif node.op_type in _PASS_THROUGH and ins and ins[0] in quantized:
+            for out in node.output:
+                if out in quantized and quantized[out] == quantized[ins[0]]:
+                    union(ins[0], out)
+    groups: dict[str, list[str]] = {}
+    for name in list(parent):
+        groups.setdefault(find(name), []).append(name)
+    ranges = {}
+    for root in {find(c) for c in concats}:
+        members = groups[root]
+        if len({quantized[m] for m in members}) == 1:
+            continue  # already shared
+        lo = min(-quantized[m][1] * quantized[m][0] for m in members)
+        hi = max((255 - quantized[m][1]) * quantized[m][0] for m in members)
+        for m in members:
+            ranges[m] = (min(lo, 0.0), max(hi, 0.0))
+    return ranges
 
 
 #: metadata key and value that mark a reference made by today's rules of :func:`exact_reference`
