@@ -184,6 +184,8 @@ def test_channel_shuffle_moves_8_bit_values_exactly(tmp_path):
     out = integer_rewrite(mod, stats)
     # ... and the concat too: its inputs and output share their parameters
     assert stats["movement"] == own_stats["movement"] + 1 and stats["conv2d"] == 4, stats
+    # the max-pool runs on the stem conv's packed output
+    assert any(gv.name_hint.startswith("max_pool_int8") for gv in out.get_global_vars())
     off_stats = {}
     off = integer_rewrite(mod, off_stats, movement=False)  # as before 0.2.0
     assert off_stats["movement"] == 0 and off_stats["conv2d"] == 4
@@ -380,6 +382,40 @@ def test_depthwise_schedule_is_parallel_vectorised_and_exact():
         args = [tvm.runtime.tensor(a) for a in (d, w, bias, mult)]
         res = tvm.runtime.tensor(np.zeros(want.shape, np.uint8))
         lib["main"](*args, res)
+        np.testing.assert_array_equal(res.numpy(), want)
+
+
+@pytest.mark.parametrize("kernel,stride,pad,ceil", [(3, 2, 1, False), (3, 2, 0, True),
+                                                     (2, 2, 0, False)])
+def test_packed_max_pool_schedule_is_parallel_vectorised_and_exact(kernel, stride, pad, ceil):
+    """The packed max-pool and its one schedule: parallel rows, the 16 channels of a block
+    vectorised; the same outputs as torch's max-pool of the unpacked data, padding and
+    ceil mode included, unscheduled and scheduled."""
+    import torch
+    import tvm
+    from tvm import te, s_tir
+
+    from pose_tuner.compile.int8.rules import schedule_max_pool
+    from pose_tuner.compile.int8.te import te_max_pool_packed
+
+    rng = np.random.default_rng(0)
+    d = rng.integers(0, 256, (1, 2, 13, 11, 16), dtype=np.uint8)
+    x = te.placeholder(d.shape, "uint8")
+    out = te_max_pool_packed(x, (kernel, kernel), (stride, stride), (1, 1),
+                             (pad, pad, pad, pad), ceil)
+    func = te.create_prim_func([x, out])
+    sch = s_tir.Schedule(func)
+    (sch,) = schedule_max_pool(sch, sch.get_sblock("max_pool_int8"))
+    text = sch.mod.script()
+    assert "T.parallel" in text and "T.vectorized(16)" in text
+
+    nchw = torch.from_numpy(d.transpose(0, 1, 4, 2, 3).reshape(1, 32, 13, 11).astype(np.float32))
+    ref = torch.nn.functional.max_pool2d(nchw, kernel, stride, pad, ceil_mode=ceil).numpy()
+    want = ref.reshape(1, 2, 16, *ref.shape[2:]).transpose(0, 1, 3, 4, 2).astype(np.uint8)
+    for mod in (tvm.IRModule({"main": func}), sch.mod):
+        lib = tvm.compile(mod, target="llvm")
+        res = tvm.runtime.tensor(np.zeros(want.shape, np.uint8))
+        lib["main"](tvm.runtime.tensor(d), res)
         np.testing.assert_array_equal(res.numpy(), want)
 
 

@@ -34,7 +34,8 @@ from tvm.relax import expr_functor
 from pose_tuner.compile.int8.matching import QDQMatcher, Unmatched, calls
 from pose_tuner.compile.int8.te import (
     N_ELEMS, OC_BLOCK, pack_conv_weight, te_conv2d_nchwc_int8_requant, te_dense_int8_requant,
-    te_depthwise_nchwc_int8_requant, te_interleave_phases, te_pack, te_pad_packed, te_unpack,
+    te_depthwise_nchwc_int8_requant, te_interleave_phases, te_max_pool_packed, te_pack,
+    te_pad_packed, te_unpack,
 )
 
 #: ops that only move or select values: they commute with an equal-parameter (de)quantize
@@ -111,7 +112,27 @@ class IntegerRewriter(QDQMatcher):
         else:
             args = [strip(inner.args[0]), *inner.args[1:]]
         self.moves += 1
+        if inner.op.name == "relax.nn.max_pool2d":
+            pooled = self.packed_max_pool(args[0], inner.attrs, out_dtype)
+            if pooled is not None:
+                return pooled
         return self.builder_.normalize(relax.Call(inner.op, args, inner.attrs))
+
+    def packed_max_pool(self, xq, attrs, out_dtype):
+        """Max pooling of an integer layer's output where it is still packed (ShuffleNet's
+        stem: conv, max-pool, then both branches' convs), so that it is neither unpacked
+        nor packed again; None when ``xq`` has no packed form or the layout differs."""
+        packed = self.packed.get(self._root_var(xq))
+        if (packed is None or str(attrs.layout) != "NCHW"
+                or str(attrs.out_layout or "NCHW") not in ("", "NCHW")):
+            return None
+        out_p, channels, _block, _shift = packed
+        pooled = self.builder_.emit(self.builder_.call_te(
+            te_max_pool_packed, out_p, [int(v) for v in attrs.pool_size],
+            [int(v) for v in attrs.strides], [int(v) for v in attrs.dilation],
+            [int(v) for v in attrs.padding], bool(attrs.ceil_mode),
+            primfunc_name_hint="max_pool_int8"))
+        return self.unpacked(pooled, channels, out_dtype)
 
     def rewrite_conv(self, call):
         core = self.epilogue_core(call)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pose_tuner.compile.int8.rules import DEPTHWISE_RULE
+from pose_tuner.compile.int8.rules import DEPTHWISE_RULE, POOL_RULE
 
 #: channel block of the packed int8 layout (VNNI: 16 int32 lanes x 4 int8 per lane)
 OC_BLOCK = 16
@@ -68,6 +68,44 @@ def te_pad_packed(data, padding, pad_value: int):
     pt, pl, pb, pr = padding
     return topi.nn.pad(data, (0, 0, pt, pl, 0), (0, 0, pb, pr, 0), pad_value=pad_value,
                        name="pad_int8")
+
+
+def te_max_pool_packed(data, pool_size, strides, dilation, padding, ceil_mode: bool):
+    """Max pooling of packed (NCHW{block}c) 8-bit data.
+
+    Taps outside the input (``padding`` top, left, bottom, right, and the extra row or
+    column of ``ceil_mode``) read 0, the uint8 minimum: exact, as every window holds an
+    input element, and on the +128-shifted values of int8 activations too, whose order the
+    shift keeps. The block carries :data:`POOL_RULE` (one schedule:
+    :func:`pose_tuner.compile.int8.rules.schedule_max_pool`).
+    """
+    from tvm import te, tirx
+
+    n, cb, ih, iw, blk = (int(v) for v in data.shape)
+    (ph, pw), (sh, sw), (dh, dw) = pool_size, strides, dilation
+    pt, pl, pb, pr = padding
+
+    def out_size(size, lo, hi, k, s, d):
+        span = size + lo + hi - d * (k - 1) - 1
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (out - 1) * s >= size + lo:
+            out -= 1  # the last window must start inside the input or its left padding
+        return out
+
+    oh = out_size(ih, pt, pb, ph, sh, dh)
+    ow = out_size(iw, pl, pr, pw, sw, dw)
+    rh = te.reduce_axis((0, ph), name="rh")
+    rw = te.reduce_axis((0, pw), name="rw")
+
+    def f(b, c, y, x, k):
+        iy = y * sh + rh * dh - pt
+        ix = x * sw + rw * dw - pl
+        inside = tirx.all(iy >= 0, iy < ih, ix >= 0, ix < iw)
+        v = data[b, c, tirx.min(tirx.max(iy, 0), ih - 1), tirx.min(tirx.max(ix, 0), iw - 1), k]
+        return te.max(tirx.if_then_else(inside, v, tirx.const(0, data.dtype)), axis=[rh, rw])
+
+    return te.compute((n, cb, oh, ow, blk), f, name="max_pool_int8",
+                      attrs={"schedule_rule": POOL_RULE})
 
 
 def _window(ih: int, iw: int, kh_: int, kw_: int, strides, dilation):
