@@ -39,7 +39,7 @@ import time
 
 QUICK = ["--measure-budget", "2", "--val-images", "64",
          "--schedules", "default,metaschedule:16"]
-FULL = ["--schedules", "default,metaschedule:64"]
+FULL = ["--schedules", "default,metaschedule:256"]
 SPACE = ["--target", "x86", "--prune", "0,0.25,0.5", "--quant", "fp32,int8", "--no-baselines"]
 SAMPLED = ("nsga2", "tpe")
 

@@ -227,7 +227,7 @@ class SearchSpace:
         try:
             ratios = tuple(float(r) for r in pr.pop("ratios", [0.0]))
             modes = tuple(str(m) for m in qu.pop("modes", ["fp32"]))
-            schedules = tuple(parse_schedule(str(o)) for o in sc.pop("options", ["metaschedule:64"]))
+            schedules = tuple(parse_schedule(str(o)) for o in sc.pop("options", ["metaschedule:256"]))
         except (TypeError, ValueError) as exc:  # SearchSpaceError is a ValueError
             raise SearchSpaceError(f"{source}: {exc}") from None
         for sec, rest, opt_cls in (("pruning", pr, PruningOptions),
