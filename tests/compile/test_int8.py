@@ -195,6 +195,43 @@ def test_channel_shuffle_moves_8_bit_values_exactly(tmp_path):
     _check(path, out, (1, 3, 64, 48))
 
 
+def test_a_concat_that_is_the_graph_output_shares_its_parameters(tmp_path):
+    """ONNX Runtime renames a quantized graph output (``..._QuantizeLinear_Input``); the
+    shared parameters are asked for under the float model's own name (SimCC heads end in
+    such a concat), and the integer build still matches ONNX Runtime."""
+    import onnx
+    import torch
+
+    from pose_tuner.compile import frontend
+    from pose_tuner.compile.int8.quantize import quantize_qdq, shared_concat_ranges
+    from pose_tuner.compile.int8.rewrite import integer_rewrite
+
+    torch.manual_seed(0)
+
+    class Heads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Conv2d(3, 8, 3, 1, 1)
+            self.b = torch.nn.Conv2d(3, 8, 1)
+
+        def forward(self, x):
+            return torch.cat([torch.relu(self.a(x)), 3 * torch.relu(self.b(x))], 1)
+
+    fp32 = _export(Heads(), (1, 3, 16, 16), tmp_path / "heads.onnx")
+    calib = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    own = quantize_qdq(fp32, calib, str(tmp_path / "own.onnx"), shared_concat=False)
+    names = {o for n in onnx.load(fp32).graph.node for o in n.output}
+    renamed = shared_concat_ranges(onnx.load(own))
+    assert any(k.endswith("_QuantizeLinear_Input") for k in renamed)  # the QDQ model's name
+    assert set(shared_concat_ranges(onnx.load(own), names)) <= names  # the float model's
+    path = quantize_qdq(fp32, calib, str(tmp_path / "heads.qdq.onnx"))
+    assert shared_concat_ranges(onnx.load(path)) == {}
+    stats = {}
+    out = integer_rewrite(frontend.import_onnx(path), stats)
+    assert stats["movement"] == 1 and stats["conv2d"] == 2, stats
+    _check(path, out, (1, 3, 16, 16))
+
+
 def test_dense_and_signed_activations(tmp_path):
     """Gemm / MatMul become integer dense; an s8-activation conv (hand-written QDQ graph,
     shifted to u8 for VNNI) and a ReLU between conv and QuantizeLinear also match ORT."""

@@ -77,7 +77,8 @@ def quantize_qdq(onnx_path: str, calib: np.ndarray, out_path: str, method: str =
     if shared_concat:
         import onnx
 
-        ranges = shared_concat_ranges(onnx.load(out_path))
+        float_model = onnx.load(onnx_path, load_external_data=False)
+        ranges = shared_concat_ranges(onnx.load(out_path), _tensor_names(float_model))
         if ranges:
             run({"TensorQuantOverrides": {
                 name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
@@ -91,7 +92,17 @@ _PASS_THROUGH = ("Reshape", "Transpose", "Slice", "Split", "Squeeze", "Unsqueeze
                  "MaxPool", "Gather", "Identity")
 
 
-def shared_concat_ranges(model) -> dict[str, tuple[float, float]]:
+def _tensor_names(model) -> set[str]:
+    """The names of a model's graph inputs and node outputs."""
+    return {i.name for i in model.graph.input} | {o for n in model.graph.node for o in n.output}
+
+
+#: the suffix ONNX Runtime's QDQ quantizer gives a graph output's tensor when it quantizes it
+_RENAMED_OUTPUT = "_QuantizeLinear_Input"
+
+
+def shared_concat_ranges(model, float_names: set[str] | None = None
+                         ) -> dict[str, tuple[float, float]]:
     """Calibration ranges that give each ``Concat`` of a QDQ model one set of parameters.
 
     Tensors are grouped: a ``Concat``'s quantized inputs with its output, and a tensor
@@ -99,7 +110,11 @@ def shared_concat_ranges(model) -> dict[str, tuple[float, float]]:
     shares its parameters. Every tensor of a group with a ``Concat`` gets the union of the
     group's ranges (read back from each tensor's scale and zero point). ShuffleNet's units
     (split, a branch, concatenate, channel shuffle) chain each stage into one group.
-    Returns tensor name -> (rmin, rmax); empty when no ``Concat`` mixes parameters.
+    Returns tensor name -> (rmin, rmax); empty when no ``Concat`` mixes parameters. With
+    ``float_names`` (the tensors of the model that was quantized) the names are those of
+    that model, as ``TensorQuantOverrides`` wants them: a graph output that the quantizer
+    renamed (``..._QuantizeLinear_Input``) gets its own name back, and a group with a
+    tensor that cannot be named is left as it is.
     """
     from onnx import numpy_helper
 
@@ -153,15 +168,23 @@ def shared_concat_ranges(model) -> dict[str, tuple[float, float]]:
     groups: dict[str, list[str]] = {}
     for name in list(parent):
         groups.setdefault(find(name), []).append(name)
+    def named(name):
+        if float_names is None or name in float_names:
+            return name
+        if name.endswith(_RENAMED_OUTPUT) and name[:-len(_RENAMED_OUTPUT)] in float_names:
+            return name[:-len(_RENAMED_OUTPUT)]
+        return None
+
     ranges = {}
     for root in {find(c) for c in concats}:
         members = groups[root]
-        if len({quantized[m] for m in members}) == 1:
-            continue  # already shared
+        names = [named(m) for m in members]
+        if len({quantized[m] for m in members}) == 1 or None in names:
+            continue  # already shared, or not nameable in the float model
         lo = min(-quantized[m][1] * quantized[m][0] for m in members)
         hi = max((255 - quantized[m][1]) * quantized[m][0] for m in members)
-        for m in members:
-            ranges[m] = (min(lo, 0.0), max(hi, 0.0))
+        for name in names:
+            ranges[name] = (min(lo, 0.0), max(hi, 0.0))
     return ranges
 
 
