@@ -6,7 +6,8 @@ For comparing builds of one candidate (two tuning budgets or allocations, two ve
 the pipeline): loads every artifact, runs each on the same structured input, prints how far
 each output is from the first artifact's (they should agree: same model, same
 quantization), then times all of them in ``--rounds`` interleaved rounds (machine noise
-hits them alike) and prints each one's median and its ratio to the first.
+hits them alike; each run uploads the input and copies the output back, alike for all) and
+prints each one's median and its ratio to the first.
 """
 
 from __future__ import annotations

@@ -154,20 +154,21 @@ def shared_concat_ranges(model, float_names: set[str] | None = None
 
     concats = []
     for node in model.graph.node:
-        ins = [source(i) for i in node.input[:1]] if node.input else []
+        first = source(node.input[0]) if node.input else None
         if node.op_type == "Concat":
             srcs = [source(i) for i in node.input]
             if node.output[0] in quantized and srcs and all(s in quantized for s in srcs):
                 for s in srcs:
                     union(s, node.output[0])
                 concats.append(node.output[0])
-        elif node.op_type in _PASS_THROUGH and ins and ins[0] in quantized:
+        elif node.op_type in _PASS_THROUGH and first in quantized:
             for out in node.output:
-                if out in quantized and quantized[out] == quantized[ins[0]]:
-                    union(ins[0], out)
+                if out in quantized and quantized[out] == quantized[first]:
+                    union(first, out)
     groups: dict[str, list[str]] = {}
     for name in list(parent):
         groups.setdefault(find(name), []).append(name)
+
     def named(name):
         if float_names is None or name in float_names:
             return name
