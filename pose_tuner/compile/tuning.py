@@ -141,6 +141,20 @@ def recorded_kernels(work_dir: str) -> list[str]:
     return [k.name for k in KERNELS.values() if re.search(rf"\b{re.escape(k.intrin)}\b", text)]
 
 
+def _scheduled(task) -> bool:
+    """Whether a task's kernel comes scheduled (``tirx.is_scheduled`` on its module or
+    its function, as :func:`pose_tuner.compile.int8.channels.packed_gather` marks it):
+    there is nothing to tune."""
+    import tvm
+
+    mods = [task.mod, *task.dispatched]
+    return any(
+        (m.attrs and m.attrs.get("tirx.is_scheduled", False))
+        or any(isinstance(f, tvm.tirx.PrimFunc) and f.attrs
+               and f.attrs.get("tirx.is_scheduled", False) for _, f in m.functions_items())
+        for m in mods)
+
+
 def _measured_records(db, mod) -> int:
     if not db.has_workload(mod):
         return 0
@@ -236,11 +250,7 @@ def tune(
     _register_intrinsics(target, int8_kernel, work_dir)
     backend_for(target).enable_codegen()
     db = open_database(work_dir)
-    tasks = [
-        t
-        for t in ms.relax_integration.extract_tasks(mod, target)
-        if not t.mod.attrs or not t.mod.attrs.get("tirx.is_scheduled", False)
-    ]
+    tasks = [t for t in ms.relax_integration.extract_tasks(mod, target) if not _scheduled(t)]
     flops = [float(estimate_tir_flops(t.dispatched[0])) * t.weight for t in tasks]
     alloc = allocate_trials(flops, max_trials)
     budgets = _load_budgets(work_dir)

@@ -192,7 +192,15 @@ def test_channel_shuffle_moves_8_bit_values_exactly(tmp_path):
     before = off["main"].script(show_meta=False).count("R.quantize(")
     after = out["main"].script(show_meta=False).count("R.quantize(")
     assert after <= before - stats["movement"], (before, after)
-    _check(path, out, (1, 3, 64, 48))
+    # the slices, the concat and the shuffle run on packed data: nothing is unpacked or
+    # packed again between the stem and the head, which reads a gather of the two
+    # branches' packed outputs
+    text = out["main"].script(show_meta=False)
+    assert text.count("R.call_tir(unpack_int8") == 1  # the head's output
+    assert text.count("R.call_tir(pack_int8") == 1  # the input
+    assert text.count("R.call_tir(channel_gather_int8") == 3, text
+    # built with a tuning database too (its layout-rewrite pass reads every kernel)
+    _check(path, out, (1, 3, 64, 48), work_dir=str(tmp_path / "tuning"))
 
 
 def test_a_concat_that_is_the_graph_output_shares_its_parameters(tmp_path):

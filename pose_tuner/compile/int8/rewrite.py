@@ -31,6 +31,7 @@ import tvm
 from tvm import relax
 from tvm.relax import expr_functor
 
+from pose_tuner.compile.int8.channels import ElementMap, follow, packed_gather
 from pose_tuner.compile.int8.matching import QDQMatcher, Unmatched, calls
 from pose_tuner.compile.int8.te import (
     N_ELEMS, OC_BLOCK, pack_conv_weight, te_conv2d_nchwc_int8_requant, te_dense_int8_requant,
@@ -62,6 +63,8 @@ class IntegerRewriter(QDQMatcher):
         # (NCHW var, block, shift) -> packed var; (packed var, pads, value) -> padded
         self.packs = {}
         self.pads = {}
+        # var bound to 8-bit data movement -> its ElementMap (channels.py)
+        self.maps = {}
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
@@ -116,7 +119,69 @@ class IntegerRewriter(QDQMatcher):
             pooled = self.packed_max_pool(args[0], inner.attrs, out_dtype)
             if pooled is not None:
                 return pooled
-        return self.builder_.normalize(relax.Call(inner.op, args, inner.attrs))
+        moved_call = relax.Call(inner.op, args, inner.attrs)
+        moved = self.builder_.emit(moved_call)
+        operands = args[0].fields if inner.op.name == "relax.concat" else [args[0]]
+        maps = [self._element_map(v) for v in operands]
+        if all(m is not None for m in maps):
+            found = follow(inner.op.name, maps, moved_call, moved.ty.shape)
+            if found is not None:
+                self.maps[moved] = found
+        return moved
+
+    def _element_map(self, v):
+        """The :class:`ElementMap` of var ``v``: the map of the data movement it is bound
+        to (through var-to-var bindings), else ``v`` as its own source; None when ``v``
+        has no static shape."""
+        mapped = self._mapped_var(v)
+        if mapped is not None:
+            return self.maps[mapped]
+        shape = getattr(v.ty, "shape", None)
+        if not isinstance(v, relax.Var) or shape is None or not all(
+                isinstance(d, (int, tvm.tirx.IntImm)) for d in shape):
+            return None
+        return ElementMap.identity(v, shape)
+
+    def _mapped_var(self, v):
+        while isinstance(v, relax.Var):
+            if v in self.maps:
+                return v
+            v = self.lookup_binding(v)
+        return None
+
+    def gathered(self, xq, c: int, shift: int):
+        """The packed form of ``xq`` made from its sources' packed data in one
+        :func:`packed_gather`, when ``xq`` is data movement of whole channels (a channel
+        shuffle, a split of one, a concat); None otherwise."""
+        mapped = self._mapped_var(xq)
+        if mapped is None or c < OC_BLOCK:
+            return None
+        key = ("gather", mapped, shift)
+        if key in self.packs:
+            return self.packs[key]
+        emap = self.maps[mapped]
+        table = emap.channel_table()
+        if table is None:
+            return None
+        bb = self.builder_
+        srcs = []
+        for var in emap.sources:
+            root = self._root_var(var)
+            packed = self.packed.get(root)
+            if packed is not None and packed[2] == OC_BLOCK and packed[3] == shift:
+                srcs.append(packed[0])
+                continue
+            pack_key = (root, OC_BLOCK, shift)
+            if pack_key not in self.packs:
+                self.packs[pack_key] = bb.emit(bb.call_te(
+                    te_pack, var, OC_BLOCK, shift, primfunc_name_hint="pack_int8"))
+            srcs.append(self.packs[pack_key])
+        _, _, h, w = (int(d) for d in emap.ids.shape)
+        gv = bb.add_func(packed_gather([int(s.ty.shape[1]) for s in srcs], table, h, w),
+                         "channel_gather_int8")
+        out_ty = relax.TensorType((1, -(-c // OC_BLOCK), h, w, OC_BLOCK), "uint8")
+        self.packs[key] = bb.emit(relax.call_tir(gv, srcs, out_ty))
+        return self.packs[key]
 
     def packed_max_pool(self, xq, attrs, out_dtype):
         """Max pooling of an integer layer's output where it is still packed (ShuffleNet's
@@ -201,6 +266,9 @@ class IntegerRewriter(QDQMatcher):
         packed = self.packed.get(root)
         if packed is not None and packed[1] == c and packed[3] == shift:
             return packed[0], packed[2], z_x + shift
+        gathered = self.gathered(xq, c, shift)
+        if gathered is not None:
+            return gathered, OC_BLOCK, z_x + shift
         ib = OC_BLOCK if c >= OC_BLOCK else N_ELEMS
         key = (root, ib, shift)
         if key not in self.packs:
