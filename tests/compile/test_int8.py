@@ -392,8 +392,8 @@ def test_tuned_int8_uses_the_host_kernel_and_matches_exactly(conv_qdq, tmp_path)
 
 def test_depthwise_schedule_is_parallel_vectorised_and_exact():
     """The custom MetaSchedule rule of the packed depthwise block: parallel rows, the 16
-    channels of a block vectorised; same outputs as the unscheduled
-    kernel and as numpy's integer maths."""
+    channels of a block vectorised, requantized tile by tile; same outputs as the
+    unscheduled kernel and as numpy's integer maths."""
     import tvm
     from tvm import te, s_tir
 
@@ -413,7 +413,10 @@ def test_depthwise_schedule_is_parallel_vectorised_and_exact():
     sch = s_tir.Schedule(func)
     (sch,) = schedule_depthwise(sch, sch.get_sblock("depthwise_NCHWc_int8"))
     text = sch.mod.script()
-    assert "T.parallel" in text and "T.vectorized(16)" in text
+    # one parallel loop: the requantization runs in each tile of 5 columns (the largest
+    # divisor of the output width 5 up to 8), vectorised like the sums and their init
+    assert text.count("T.parallel") == 1 and text.count("T.vectorized(16)") == 3, text
+    assert "T.unroll(5)" in text
 
     # numpy: stride 2, no padding (the input arrives padded)
     acc = np.zeros((1, 2, 6, 5, 16), np.int64)
