@@ -116,6 +116,9 @@ class TuneStats:
     trials_run: int
     trials_measured: int
     seconds: float
+    #: tasks left without one measured schedule (every candidate failed to build or run,
+    #: or a post-processor rejected them all): they are built unscheduled
+    unscheduled: tuple[str, ...] = ()
 
 
 def open_database(work_dir: str) -> ms.database.JSONDatabase:
@@ -275,8 +278,15 @@ def tune(
         import shutil
 
         shutil.rmtree(builder.dir, ignore_errors=True)
+    db = open_database(work_dir)
+    unscheduled = tuple(t.task_name for t in tasks if _measured_records(db, t.dispatched[0]) == 0)
+    if unscheduled:
+        report(f"tuning: {len(unscheduled)} of {len(tasks)} tasks have no working schedule "
+               f"and are built without one: {', '.join(unscheduled)} (see the MetaSchedule "
+               f"logs in {work_dir}/logs)")
     return TuneStats(
-        len(tasks), len(todo), len(tasks) - len(todo), progress.done, progress.ok, time.time() - t0
+        len(tasks), len(todo), len(tasks) - len(todo), progress.done, progress.ok,
+        time.time() - t0, unscheduled,
     )
 
 

@@ -371,6 +371,7 @@ def test_tuned_int8_uses_the_host_kernel_and_matches_exactly(conv_qdq, tmp_path)
     mod = pipeline.prepare(integer_rewrite(frontend.import_onnx(path)), target)
     stats = tuning.tune(mod, target, str(tmp_path / "db"), 32, int8_kernel=kernel.name)
     assert stats.trials_measured > 0
+    assert stats.unscheduled == ()  # the depthwise conv's custom schedule included
     x = np.random.default_rng(1).standard_normal((1, 3, 64, 48)).astype(np.float32)
     y, ex = _tvm(integer_rewrite(frontend.import_onnx(path)), x, target=target,
                  work_dir=str(tmp_path / "db"))

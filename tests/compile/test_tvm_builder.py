@@ -26,6 +26,7 @@ def test_tune_measures_trials_and_second_run_reuses_records(tiny_onnx, tmp_path)
     t_first = time.time() - t0
     assert first.tasks >= 3 and first.tasks_tuned == first.tasks
     assert first.trials_measured > 0 and first.trials_measured == first.trials_run
+    assert first.unscheduled == ()  # every task has a measured schedule
     assert os.path.getsize(os.path.join(work, "database_tuning_record.json")) > 0
     assert any("trials" in m for m in msgs)
 
