@@ -78,7 +78,7 @@ def prepare(args) -> int:
             qdq = quantize.quantize_qdq(model.onnx_path, calib,
                                         os.path.join(out, name[:-3] + ".qdq.onnx"))
             reference = ORTSession(quantize.exact_reference(qdq))  # exact on every CPU
-            mod = rewrite.integer_rewrite(frontend.import_onnx(qdq))
+            mod = rewrite.integer_rewrite(frontend.import_onnx(qdq), gathers=False)  # on a GPU
         else:
             reference = ref
             mod = import_float(model.onnx_path, quant, lambda m: print(m, file=sys.stderr))

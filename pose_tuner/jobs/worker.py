@@ -200,13 +200,14 @@ def import_float(onnx_path: str, quant: str, report):
     return frontend.import_onnx(onnx_path)
 
 
-def import_int8(job: CandidateJob, report) -> tuple:
+def import_int8(job: CandidateJob, report, target) -> tuple:
     """Quantize the variant (ONNX Runtime QDQ), import it and rewrite it to integer
-    compute; also its exact reference (the QDQ model in a form ONNX Runtime computes
-    exactly on every ISA: the same integer maths)."""
+    compute for TVM target ``target``; also its exact reference (the QDQ model in a form
+    ONNX Runtime computes exactly on every ISA: the same integer maths)."""
     import numpy as np
 
     from pose_tuner.compile import frontend
+    from pose_tuner.compile.backends import backend_for
     from pose_tuner.compile.int8 import quantize, rewrite
 
     report(f"quantizing to int8 (calibration: {job.calibration})")
@@ -216,7 +217,8 @@ def import_int8(job: CandidateJob, report) -> tuple:
                                 method=job.calibration, weight_bits=job.int8_weight_bits)
     reference = quantize.exact_reference(qdq)
     report("importing into Relax; rewriting quantized convolutions to integer compute")
-    return rewrite.integer_rewrite(frontend.import_onnx(qdq)), reference
+    gathers = backend_for(target).host_kernels
+    return rewrite.integer_rewrite(frontend.import_onnx(qdq), gathers=gathers), reference
 
 
 def run_candidate(job: CandidateJob, report, stage: Stage) -> JobResult:
@@ -233,7 +235,7 @@ def run_candidate(job: CandidateJob, report, stage: Stage) -> JobResult:
     rpc_spec = job.rpc
     reference = job.onnx_path
     if job.quant == "int8":
-        mod, reference = import_int8(job, report)
+        mod, reference = import_int8(job, report, target)
     else:
         mod = import_float(job.onnx_path, job.quant, report)
     imported = mod

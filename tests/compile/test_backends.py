@@ -29,6 +29,12 @@ def test_every_backend_keeps_the_contract(kind):
     assert callable(backend.artifact_info)
 
 
+def test_host_cpu_kernels_only_where_the_device_is_the_host_cpu():
+    """The int8 rewrite's packed channel gathers are plain loops for the host CPU: a GPU
+    build would run them as host code on device memory."""
+    assert {kind for kind, b in BACKENDS.items() if b.host_kernels} == {"llvm"}
+
+
 def test_every_hardware_target_has_a_backend():
     for name in TARGETS:
         assert backend_for(get_target(name).tvm_target()).kind in BACKENDS

@@ -201,6 +201,11 @@ def test_channel_shuffle_moves_8_bit_values_exactly(tmp_path):
     assert text.count("R.call_tir(channel_gather_int8") == 3, text
     # built with a tuning database too (its layout-rewrite pass reads every kernel)
     _check(path, out, (1, 3, 64, 48), work_dir=str(tmp_path / "tuning"))
+    # without host kernels (a GPU target), the shuffle is moved unpacked, as before 0.4.0
+    flat = integer_rewrite(mod, gathers=False)
+    text = flat["main"].script(show_meta=False)
+    assert "channel_gather" not in text and text.count("R.call_tir(pack_int8") >= 3
+    _check(path, flat, (1, 3, 64, 48))
 
 
 def test_a_concat_that_is_the_graph_output_shares_its_parameters(tmp_path):

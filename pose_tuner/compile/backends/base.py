@@ -39,10 +39,17 @@ class Backend:
       candidate) into a runtime module / VM executable.
     * ``artifact_info(path)`` – what an exported library holds that its users should
       know (``tuner build`` prints it): e.g. the GPU code images. Empty by default.
+
+    And one fact the int8 rewrite asks (``host_kernels``): whether kernels written as
+    plain loops for the host CPU (the packed channel gathers of
+    :mod:`pose_tuner.compile.int8.channels`) run on this kind's device. False by default:
+    on a GPU they would be compiled as host code reading device memory.
     """
 
     #: the TVM target kind name this backend serves (its key in the registry)
     kind: str = ""
+    #: whether hand-scheduled host-CPU kernels run on this kind's device
+    host_kernels: bool = False
 
     def register_intrinsics(self, int8_kernels: list[str] | tuple[str, ...] = ()) -> None:
         if int8_kernels:

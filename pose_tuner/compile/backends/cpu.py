@@ -16,6 +16,7 @@ from pose_tuner.compile.backends.base import Backend
 
 class CPUBackend(Backend):
     kind = "llvm"
+    host_kernels = True
 
     def register_intrinsics(self, int8_kernels=()) -> None:
         from pose_tuner.compile.int8.rules import register_schedule_rules

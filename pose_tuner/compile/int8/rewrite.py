@@ -58,6 +58,7 @@ class IntegerRewriter(QDQMatcher):
         self.moves = 0
         self.fold_moves = True
         self.int_depthwise = True
+        self.gathers = True
         # var bound to an unpack of ours -> (packed var, channels, block, shift)
         self.packed = {}
         # (NCHW var, block, shift) -> packed var; (packed var, pads, value) -> padded
@@ -153,7 +154,7 @@ class IntegerRewriter(QDQMatcher):
         """The packed form of ``xq`` made from its sources' packed data in one
         :func:`packed_gather`, when ``xq`` is data movement of whole channels (a channel
         shuffle, a split of one, a concat); None otherwise."""
-        mapped = self._mapped_var(xq)
+        mapped = self._mapped_var(xq) if self.gathers else None
         if mapped is None or c < OC_BLOCK:
             return None
         key = ("gather", mapped, shift)
@@ -412,7 +413,7 @@ class IntegerRewriter(QDQMatcher):
 
 
 def integer_rewrite(mod, stats: dict | None = None, movement: bool = True,
-                    depthwise: bool = True):
+                    depthwise: bool = True, gathers: bool = True):
     """Rewrite the QDQ float patterns of ``mod`` into integer compute (see module doc).
 
     Call on the module :func:`pose_tuner.compile.frontend.import_onnx` returns, before
@@ -421,11 +422,15 @@ def integer_rewrite(mod, stats: dict | None = None, movement: bool = True,
     ``"depthwise"``, ``"conv2d_transpose"``, ``"dense"`` and ``"movement"`` (data movement
     kept in 8 bits).
     ``movement=False`` leaves data movement in float, as before 0.2.0, and
-    ``depthwise=False`` the depthwise convs (for comparisons).
+    ``depthwise=False`` the depthwise convs (for comparisons). ``gathers=False`` moves
+    whole-channel rearrangements in NCHW, unpacked and packed again around them (as before
+    0.4.0): for targets whose compile backend has no ``host_kernels`` (GPUs), where the
+    packed gathers cannot run.
     """
     mutator = IntegerRewriter(mod)
     mutator.fold_moves = movement
     mutator.int_depthwise = depthwise
+    mutator.gathers = gathers
     for gv, func in mod.functions_items():
         if isinstance(func, relax.Function):
             func = mutator.visit_expr(func)
