@@ -278,7 +278,6 @@ def tune(
         import shutil
 
         shutil.rmtree(builder.dir, ignore_errors=True)
-    db = open_database(work_dir)
     unscheduled = tuple(t.task_name for t in tasks if _measured_records(db, t.dispatched[0]) == 0)
     if unscheduled:
         report(f"tuning: {len(unscheduled)} of {len(tasks)} tasks have no working schedule "

@@ -144,11 +144,8 @@ class IntegerRewriter(QDQMatcher):
         return ElementMap.identity(v, shape)
 
     def _mapped_var(self, v):
-        while isinstance(v, relax.Var):
-            if v in self.maps:
-                return v
-            v = self.lookup_binding(v)
-        return None
+        v = self._bound_var(v, self.maps)
+        return v if v in self.maps else None
 
     def gathered(self, xq, c: int, shift: int):
         """The packed form of ``xq`` made from its sources' packed data in one
@@ -171,12 +168,8 @@ class IntegerRewriter(QDQMatcher):
             packed = self.packed.get(root)
             if packed is not None and packed[2] == OC_BLOCK and packed[3] == shift:
                 srcs.append(packed[0])
-                continue
-            pack_key = (root, OC_BLOCK, shift)
-            if pack_key not in self.packs:
-                self.packs[pack_key] = bb.emit(bb.call_te(
-                    te_pack, var, OC_BLOCK, shift, primfunc_name_hint="pack_int8"))
-            srcs.append(self.packs[pack_key])
+            else:
+                srcs.append(self._pack(var, root, OC_BLOCK, shift))
         _, _, h, w = (int(d) for d in emap.ids.shape)
         gv = bb.add_func(packed_gather([int(s.ty.shape[1]) for s in srcs], table, h, w),
                          "channel_gather_int8")
@@ -261,7 +254,6 @@ class IntegerRewriter(QDQMatcher):
     def packed_input(self, xq, c, x_dtype, z_x):
         """(packed uint8 input, channel block, its zero point) for an 8-bit NCHW var;
         reuses the packed output of a previous integer layer."""
-        bb = self.builder_
         shift = 128 if x_dtype == "int8" else 0  # int8 activations are packed +128
         root = self._root_var(xq)
         packed = self.packed.get(root)
@@ -271,11 +263,16 @@ class IntegerRewriter(QDQMatcher):
         if gathered is not None:
             return gathered, OC_BLOCK, z_x + shift
         ib = OC_BLOCK if c >= OC_BLOCK else N_ELEMS
-        key = (root, ib, shift)
+        return self._pack(xq, root, ib, shift), ib, z_x + shift
+
+    def _pack(self, xq, root, block: int, shift: int):
+        """``xq`` (8-bit NCHW, ``root`` its :meth:`_root_var`) packed in blocks of
+        ``block`` channels with ``shift`` added; emitted once per (root, block, shift)."""
+        key = (root, block, shift)
         if key not in self.packs:
-            self.packs[key] = bb.emit(bb.call_te(
-                te_pack, xq, ib, shift, primfunc_name_hint="pack_int8"))
-        return self.packs[key], ib, z_x + shift
+            self.packs[key] = self.builder_.emit(self.builder_.call_te(
+                te_pack, xq, block, shift, primfunc_name_hint="pack_int8"))
+        return self.packs[key]
 
     def padded(self, xp, pad, value):
         if not any(pad):
@@ -373,12 +370,15 @@ class IntegerRewriter(QDQMatcher):
         return self.unpacked(out_p, o, out_dtype)
 
     def _root_var(self, v):
-        while isinstance(v, relax.Var):
-            if v in self.packed:
-                return v
+        return self._bound_var(v, self.packed)
+
+    def _bound_var(self, v, table):
+        """The first var of ``table`` on ``v``'s chain of var-to-var bindings, else the
+        chain's last var."""
+        while isinstance(v, relax.Var) and v not in table:
             val = self.lookup_binding(v)
             if not isinstance(val, relax.Var):
-                return v
+                break
             v = val
         return v
 
