@@ -48,7 +48,8 @@ def run_in_child(job: Job, timeout_s: float, log_path: str,
         env = dict(os.environ)
         if threads:
             env["TVM_NUM_THREADS"] = str(threads)
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        # the checkout this package is imported from (pose_tuner/jobs/executor.py)
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         with open(log_path, "a", encoding="utf-8") as log:
             proc = subprocess.Popen(

@@ -114,13 +114,16 @@ def test_rewrite_produces_integer_ops(conv_qdq):
     stats = {}
     out = integer_rewrite(mod, stats)
     # every layer is integer: c1, c2, pw, out, the depthwise conv and the deconvolution
-    # (4 sub-pixel phase convs)
+    # (its 4 sub-pixel phases as one conv, written interleaved: no interleave pass, no
+    # window copies)
     assert stats == {"conv2d": 4, "depthwise": 1, "conv2d_transpose": 1, "dense": 0,
                      "movement": 0}
     text = out["main"].script(show_meta=False)
-    assert text.count("R.call_tir(conv2d_NCHWc_int8_requant") == 8
+    assert text.count("R.call_tir(conv2d_NCHWc_int8_requant") == 4
+    assert text.count("R.call_tir(conv2d_transpose_NCHWc_int8_requant") == 1
     assert text.count("R.call_tir(depthwise_NCHWc_int8_requant") == 1
-    assert len(integer_reductions(out)) == 6  # the 4 phase convs share one function
+    assert "interleave" not in text and "R.strided_slice" not in text
+    assert len(integer_reductions(out)) == 6
     assert "R.nn.conv2d(" not in text
     # consecutive integer layers exchange packed activations: packed once for c1, and
     # every later layer (the depthwise conv included) reads the packed output of the one
@@ -385,13 +388,15 @@ def test_tuned_int8_uses_the_host_kernel_and_matches_exactly(conv_qdq, tmp_path)
     assert float(np.mean(d <= 1.001)) > 0.99 and d.max() <= 2.001, d.max()
     counts = count_instructions(ex, kernel.mnemonics[0])
     # every integer conv function (c1, c2, pw, out, the deconvolution's phase conv) has
-    # the kernel's instruction in one of its code blocks (..._compute_, ..._prepacked_compute_)
+    # the kernel's instruction in one of its code blocks (..._compute_, ..._prepacked_compute_);
+    # the deconvolution is one conv2d_transpose_NCHWc_int8 function over its four phases
     asm = "\n".join(m.inspect_source("asm") for m in ex.mod.imports)
 
     def base(label):
         return re.sub(r"(_prepacked)?_compute_$", "", label)
 
-    convs = {base(f) for f in re.findall(r"^(conv2d_NCHWc_int8\w*_compute_):", asm, re.M)
+    label = r"^(conv2d(?:_transpose)?_NCHWc_int8\w*_compute_):"
+    convs = {base(f) for f in re.findall(label, asm, re.M)
              if "weight_prepack" not in f}  # weight re-layouts left unfolded
     assert len(convs) == 5 and convs <= {base(f) for f in counts}, (convs, counts)
 

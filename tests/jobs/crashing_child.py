@@ -22,6 +22,8 @@ elif spec["do"] == "drop" and int(open(spec["drops"]).read()) > 0:
     open(spec["drops"], "w").write(str(left - 1))
     json.dump({"status": "failed", "error": "RPCError: the session ended",
                "error_kind": "device_lost"}, open(result_path, "w"))
+elif spec["do"] == "path":
+    json.dump({"status": "ok", "extra": {"path": sys.path}}, open(result_path, "w"))
 else:
     json.dump({"status": "ok", "latency_median_ms": 4.2, "extra": {"value": 42}},
               open(result_path, "w"))

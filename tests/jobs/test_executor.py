@@ -23,6 +23,22 @@ class ChildJob(Job):
     rpc: RPCSpec | None = None
 
 
+def test_child_imports_this_checkout(tmp_path, monkeypatch):
+    """The child finds the package it runs from the same checkout as its parent: the
+    checkout's root is first on its path, and no folder inside the package is (its
+    sub-packages would then be top-level modules)."""
+    import os
+
+    import pose_tuner
+
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + "/..")
+    r = run_in_child(ChildJob("path"), 60, str(tmp_path / "c.log"), module=CHILD)
+    package = os.path.dirname(os.path.abspath(pose_tuner.__file__))
+    path = [os.path.abspath(p) for p in r.extra["path"] if p]
+    assert os.path.dirname(package) in path
+    assert not any(p.startswith(package) for p in path), path
+
+
 def test_child_result_and_progress(tmp_path):
     lines = []
     r = run_in_child(ChildJob("ok"), 60, str(tmp_path / "c.log"), lines.append, module=CHILD)

@@ -9,8 +9,8 @@ the bias and the activation folded in, then a float32 requantization (multiply b
 ``s_x s_w / s_y``, round to nearest even, add the output zero point, clip, cast): the TE
 computes of :mod:`pose_tuner.compile.int8.te`. Consecutive integer convs pass their
 activations packed. ``conv2d_transpose`` (stride s) becomes s*s exact integer convs, one
-per output phase (the sub-pixel decomposition of :mod:`pose_tuner.compile.relax_passes`),
-interleaved in the packed layout. ``MatMul`` / ``Gemm`` with a constant weight become a
+per output phase, written interleaved in the packed layout
+(:mod:`pose_tuner.compile.int8.deconv`). ``MatMul`` / ``Gemm`` with a constant weight become a
 plain int32 dense (weight ``(O, K)``). Data movement between equal quantization parameters
 (``dequantize -> reshape / transpose / concat / slice / max-pool -> quantize``,
 ShuffleNet's channel shuffle) moves the 8-bit values directly. Depthwise convs (groups =
@@ -32,11 +32,11 @@ from tvm import relax
 from tvm.relax import expr_functor
 
 from pose_tuner.compile.int8.channels import ElementMap, follow, packed_gather
+from pose_tuner.compile.int8.deconv import DeconvRewrites
 from pose_tuner.compile.int8.matching import QDQMatcher, Unmatched, calls
 from pose_tuner.compile.int8.te import (
     N_ELEMS, OC_BLOCK, pack_conv_weight, te_conv2d_nchwc_int8_requant, te_dense_int8_requant,
-    te_depthwise_nchwc_int8_requant, te_interleave_phases, te_max_pool_packed, te_pack,
-    te_pad_packed, te_unpack,
+    te_depthwise_nchwc_int8_requant, te_max_pool_packed, te_pack, te_pad_packed, te_unpack,
 )
 
 #: ops that only move or select values: they commute with an equal-parameter (de)quantize
@@ -45,7 +45,7 @@ _MOVEMENT_OPS = ("relax.reshape", "relax.permute_dims", "relax.concat", "relax.s
 
 
 @expr_functor.mutator
-class IntegerRewriter(QDQMatcher):
+class IntegerRewriter(QDQMatcher, DeconvRewrites):
     """The Relax mutator of :func:`integer_rewrite`: rewrites at each ``quantize`` call,
     counting what it rewrote (``convs``, ``depthwise``, ``deconvs``, ``dense``, ``moves``)."""
 
@@ -302,6 +302,11 @@ class IntegerRewriter(QDQMatcher):
         """(int32 bias, float32 multiplier) constants [O/16, 16], zero-padded, and the
         clip range, of an integer conv with OIHW weights ``w`` and parameters ``q``
         (s_x, s_w, s_y, packed z_x, bias, bounds, z_y, out dtype)."""
+        bias_p, mult_p, qlo, qhi = self.requant_arrays(w, q)
+        return relax.const(bias_p), relax.const(mult_p), qlo, qhi
+
+    def requant_arrays(self, w, q):
+        """:meth:`block_requant`'s bias and multiplier as numpy arrays."""
         s_x, s_w, s_y, zx, bias, bounds, z_y, out_dtype = q
         o = w.shape[0]
         wsum = w.astype(np.int64).sum(axis=(1, 2, 3))
@@ -312,8 +317,7 @@ class IntegerRewriter(QDQMatcher):
         bias_p[:o] = bias_i
         mult_p = np.zeros(ob * OC_BLOCK, np.float32)
         mult_p[:o] = mult
-        return (relax.const(bias_p.reshape(ob, OC_BLOCK)),
-                relax.const(mult_p.reshape(ob, OC_BLOCK)), qlo, qhi)
+        return bias_p.reshape(ob, OC_BLOCK), mult_p.reshape(ob, OC_BLOCK), qlo, qhi
 
     def unpacked(self, out_p, o, out_dtype):
         out_shift = 128 if out_dtype == "int8" else 0
@@ -321,53 +325,6 @@ class IntegerRewriter(QDQMatcher):
             te_unpack, out_p, o, out_shift, out_dtype, primfunc_name_hint="unpack_int8"))
         self.packed[y] = (out_p, o, OC_BLOCK, out_shift)
         return y
-
-    def rewrite_deconv(self, call):
-        """conv2d_transpose as one exact integer conv per output phase (the sub-pixel
-        decomposition of :mod:`pose_tuner.compile.relax_passes`), interleaved while packed."""
-        from pose_tuner.compile.relax_passes import subpixel_phase_weights, subpixel_plan
-
-        bb = self.builder_
-        core = self.epilogue_core(call)
-        attrs = core.attrs
-        if (int(attrs.groups) != 1 or str(attrs.data_layout) != "NCHW"
-                or str(attrs.kernel_layout) != "IOHW"
-                or str(attrs.out_layout or "NCHW") not in ("", "NCHW")
-                or any(int(d) != 1 for d in attrs.dilation)):
-            raise Unmatched("layout / groups / dilation")
-        w, s_w = self.weight_parts(core.args[1], 1)  # IOHW, per output channel
-        xq, s_x, z_x, x_dtype = self.act_parts(core.args[0])
-        c, o, kh, kw = w.shape
-        conv_out, bias, bounds, s_y, z_y, out_dtype = self.epilogue(call, o, 1)
-        if not conv_out.same_as(core):
-            raise Unmatched("epilogue mismatch")
-        in_shape = [int(v) for v in xq.ty.shape]
-        out_shape = [int(v) for v in core.ty.shape]
-        sh, sw = (int(v) for v in attrs.strides)
-        pad = [int(v) for v in attrs.padding]
-        plans = (subpixel_plan(kh, sh, pad[0], out_shape[2], in_shape[2]),
-                 subpixel_plan(kw, sw, pad[1], out_shape[3], in_shape[3]))
-        if plans[0] is None or plans[1] is None:
-            raise Unmatched("no sub-pixel plan")
-        (_, _, _, ph_lo, ph_hi, qh), (_, _, _, pw_lo, pw_hi, qw) = plans
-        found = subpixel_phase_weights(w, (sh, sw), plans, in_shape)
-        if found is None:
-            raise Unmatched("a phase without taps, or outside the padding")
-        phases = [(y0, x0, wp.astype(np.int8)) for _, y0, x0, wp in found]
-        xp, ib, zx = self.packed_input(xq, c, x_dtype, z_x)
-        xpad = self.padded(xp, [ph_lo, pw_lo, ph_hi, pw_hi], zx)
-        q = (s_x, s_w, s_y, zx, bias, bounds, z_y, out_dtype)
-        outs = []
-        for y0, x0, wp in phases:
-            ty, tx = wp.shape[2:]
-            win = bb.emit(relax.op.strided_slice(
-                xpad, axes=[2, 3], begin=[y0, x0], end=[y0 + qh + ty - 1, x0 + qw + tx - 1]))
-            outs.append(self.int_conv(win, ib, wp, q, [1, 1], [1, 1]))
-        out_p = bb.emit(bb.call_te(
-            te_interleave_phases, outs, sh, sw, out_shape[2], out_shape[3],
-            primfunc_name_hint="interleave_int8"))
-        self.deconvs += 1
-        return self.unpacked(out_p, o, out_dtype)
 
     def _root_var(self, v):
         return self._bound_var(v, self.packed)

@@ -197,6 +197,52 @@ def te_depthwise_nchwc_int8_requant(
     )
 
 
+def te_deconv_nchwc_int8_requant(
+    data, kernel, bias, mult, *, origin, step, out_size, out_zp: int, out_lo: int,
+    out_hi: int,
+):
+    """Every sub-pixel phase of a transposed conv as one packed u8 x s8 conv (int32
+    accumulation) + requantization, its output phase-major: [N, OB, QH, SH, QW, SW, 16],
+    whose reshape to [N, OB, QH*SH, QW*SW, 16] is the deconvolution's packed output (row
+    ``qy * SH + a`` is phase row ``a``).
+
+    ``data`` [N, CB, H, W, ib] u8, padded so that phase (a, c) reads the window of
+    ``out_size`` (QH, QW) outputs starting at row ``origin[0] + a * step[0]``, column
+    ``origin[1] + c * step[1]``; ``kernel`` [SH, SW, OB, CB, TH, TW, ib/4, 16, 4] s8 (each
+    phase's conv weight in :func:`pack_conv_weight`'s layout); ``bias`` [SH, SW, OB, 16]
+    int32 (the zero-point correction differs by phase); ``mult`` [OB, 16] float32. The
+    phases are spatial axes of one block, so MetaSchedule tiles them with the pixels and
+    no interleaving pass or window copies are needed.
+    """
+    from tvm import te
+
+    n, _, _, _, ib = (int(v) for v in data.shape)
+    sh, sw, ob, cb, kh_, kw_, _, oc_bn, _ = (int(v) for v in kernel.shape)
+    (oy, ox), (dy, dx), (qh, qw) = origin, step, out_size
+    kh = te.reduce_axis((0, kh_), name="kh")
+    kw = te.reduce_axis((0, kw_), name="kw")
+    ic_outer = te.reduce_axis((0, cb), name="ic_outer")
+    ic_f_inner = te.reduce_axis((0, ib // N_ELEMS), name="ic_f_inner")
+    ic_s_inner = te.reduce_axis((0, N_ELEMS), name="ic_s_inner")
+    acc = te.compute(
+        (n, ob, qh, sh, qw, sw, oc_bn),
+        lambda b, oc, y, a, x, c, ocb: te.sum(
+            data[b, ic_outer, y + oy + a * dy + kh, x + ox + c * dx + kw,
+                 ic_f_inner * N_ELEMS + ic_s_inner].astype("int32")
+            * kernel[a, c, oc, ic_outer, kh, kw, ic_f_inner, ocb, ic_s_inner].astype("int32"),
+            axis=[kh, kw, ic_outer, ic_f_inner, ic_s_inner],
+        ),
+        name="conv2d_NCHWc_int8",
+    )
+    return te.compute(
+        acc.shape,
+        lambda b, oc, y, a, x, c, ocb: _requant(
+            acc[b, oc, y, a, x, c, ocb], bias[a, c, oc, ocb], mult[oc, ocb], out_zp, out_lo,
+            out_hi, "uint8"),
+        name="requantize",
+    )
+
+
 def te_interleave_phases(phases, sh: int, sw: int, out_h: int, out_w: int):
     """Depth-to-space of packed sub-pixel phase outputs (row-major phase order), cropped."""
     from tvm import te, tirx
