@@ -1,9 +1,11 @@
 """MetaSchedule tuning of a prepared module, into one tuning database per target.
 
-:func:`tune` splits a trial budget over the module's tasks (:func:`allocate_trials`) and
-tunes them in groups of equal budget. The JSON database in ``work_dir``
-(:func:`open_database`) is shared by every candidate and run of a target: tasks that it
-already holds enough measured records for are skipped, so a second run is cheap.
+:func:`tune` spends a trial budget over the module's tasks in two passes: half by FLOPs
+(:func:`allocate_trials`), the rest by each task's share of the measured latency
+(:func:`allocate_by_latency`), each pass in groups of equal budget. The JSON database in
+``work_dir`` (:func:`open_database`) is shared by every candidate and run of a target:
+tasks that it already holds enough measured records for are skipped, so a second run is
+cheap.
 :func:`pose_tuner.compile.pipeline.compile_module` then applies it.
 
 Candidates are built in this process (:class:`InProcessBuilder`): MetaSchedule's
@@ -17,7 +19,6 @@ come from the target's compile backend (:mod:`pose_tuner.compile.backends`).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import tempfile
@@ -33,6 +34,7 @@ from tvm.s_tir.meta_schedule.builder import BuilderInput, BuilderResult, PyBuild
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 from tvm.s_tir.meta_schedule.runner import PyRunner
 
+from pose_tuner.compile.allocation import allocate_by_latency, allocate_trials
 from pose_tuner.compile.backends import backend_for
 
 ProgressFn = Callable[[str], None]
@@ -41,6 +43,8 @@ ProgressFn = Callable[[str], None]
 WORKLOAD_FILE = "database_workload.json"
 RECORDS_FILE = "database_tuning_record.json"
 BUDGETS_FILE = "task_budgets.json"
+#: the second pass's trials per ``task@budget``, fixed by the run that first split them
+PLANS_FILE = "task_plans.json"
 
 
 @derived_object
@@ -169,46 +173,36 @@ def _task_key(task) -> str:
     return f"{task.task_name}:{tvm_ffi.structural_hash(task.dispatched[0]) & 0xFFFFFFFFFFFF:x}"
 
 
-def _load_budgets(work_dir: str) -> dict[str, int]:
+def _tunable_latency(db, mod) -> float | None:
+    """The fastest measured record's mean time of a task's workload, in seconds; None
+    without one, or when its schedule sampled no decision (a custom rule's single
+    schedule: more trials find nothing else)."""
+    if not db.has_workload(mod):
+        return None
+    recs = db.get_top_k(db.commit_workload(mod), 1)
+    if not recs or not recs[0].run_secs or not recs[0].trace.decisions:
+        return None
+    secs = [float(s) for s in recs[0].run_secs]
+    return sum(secs) / len(secs) if all(s < 1e9 for s in secs) else None
+
+
+def _load_budgets(work_dir: str, name: str = BUDGETS_FILE) -> dict[str, int]:
     import json
 
     try:
-        with open(os.path.join(work_dir, BUDGETS_FILE), encoding="utf-8") as f:
+        with open(os.path.join(work_dir, name), encoding="utf-8") as f:
             return {str(k): int(v) for k, v in json.load(f).items()}
     except (OSError, ValueError):
         return {}
 
 
-def _save_budgets(work_dir: str, budgets: dict[str, int]) -> None:
+def _save_budgets(work_dir: str, budgets: dict[str, int], name: str = BUDGETS_FILE) -> None:
     import json
 
-    tmp = os.path.join(work_dir, BUDGETS_FILE + ".tmp")
+    tmp = os.path.join(work_dir, name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(budgets, f, indent=1, sort_keys=True)
-    os.replace(tmp, os.path.join(work_dir, BUDGETS_FILE))
-
-
-def allocate_trials(flops: list[float], max_trials: int) -> list[int]:
-    """Split ``max_trials`` over tasks: a floor each, the rest by the square root of FLOPs.
-
-    The floor is ``max_trials / (2 n)`` trials per task, capped at 16 (at least 1). The
-    remainder follows each task's share of sqrt(FLOPs): the deconvolution head of a
-    SimpleBaseline model holds ~80% of the FLOPs and gets the most, but linear shares
-    left mid-sized convs with 4 trials (their latency then dominated). Budgets are
-    rounded to powers of two so that tasks can be tuned in a few groups of equal budget.
-    """
-    n = len(flops)
-    if n == 0:
-        return []
-    base = max(1, min(16, max_trials // (2 * n)))
-    rest = max(0, max_trials - base * n)
-    weights = [math.sqrt(max(f, 0.0)) for f in flops]
-    total = sum(weights) or 1.0
-    out = []
-    for w in weights:
-        b = base + rest * w / total
-        out.append(1 << max(0, round(math.log2(max(1.0, b)))))
-    return out
+    os.replace(tmp, os.path.join(work_dir, name))
 
 
 def _register_intrinsics(target: tvm.target.Target, int8_kernel: str | None = None,
@@ -237,15 +231,19 @@ def tune(
 ) -> TuneStats:
     """Tune a prepared module with about ``max_trials`` trials over all its tasks.
 
-    Trials are allocated by :func:`allocate_trials`. A task whose workload already has
-    its budget of measured records in ``work_dir`` (or was tuned with that budget
-    before) is reused as is, so re-running a search, or tuning another candidate that
-    shares layers, costs only the new tasks. With ``rpc_spec``
-    (:class:`pose_tuner.measure.rpc.RPCSpec`) trials are cross-linked here and measured on
-    the devices of its pool, as many at once as the pool has devices. ``int8_kernel`` (a
-    name in :mod:`pose_tuner.compile.kernels`, the target's ``int8_kernel``) is the tensor
-    intrinsic the design space tiles int8 reductions with; None leaves the space to TVM's
-    defaults for the target (it must be None for targets without int8 kernels: cuda).
+    Two passes: half the trials by :func:`allocate_trials` (FLOPs), then the rest by
+    :func:`allocate_by_latency` (each task's share of the latency the first pass
+    measured), which goes on from the first pass's best records. The second pass's
+    split is stored in ``work_dir`` (:data:`PLANS_FILE`) when made, so a re-run asks for
+    the same trials. A task whose workload already has its budget of measured records in
+    ``work_dir`` (or was tuned with that budget before) is reused as is, so re-running a
+    search, or tuning another candidate that shares layers, costs only the new tasks.
+    With ``rpc_spec`` (:class:`pose_tuner.measure.rpc.RPCSpec`) trials are cross-linked
+    here and measured on the devices of its pool, as many at once as the pool has
+    devices. ``int8_kernel`` (a name in :mod:`pose_tuner.compile.kernels`, the target's
+    ``int8_kernel``) is the tensor intrinsic the design space tiles int8 reductions with;
+    None leaves the space to TVM's defaults for the target (it must be None for targets
+    without int8 kernels: cuda).
     """
     from tvm.s_tir.analysis import estimate_tir_flops
 
@@ -255,23 +253,35 @@ def tune(
     db = open_database(work_dir)
     tasks = [t for t in ms.relax_integration.extract_tasks(mod, target) if not _scheduled(t)]
     flops = [float(estimate_tir_flops(t.dispatched[0])) * t.weight for t in tasks]
-    alloc = allocate_trials(flops, max_trials)
+    first = allocate_trials(flops, max(1, max_trials // 2))
+    rest = max(0, max_trials - sum(first))
     budgets = _load_budgets(work_dir)
-    # A task is done when it has its budget of measured records, or was already tuned
-    # with that budget (small design spaces can run out of distinct candidates first).
-    todo = [
-        (t, b) for t, b in zip(tasks, alloc)
-        if _measured_records(db, t.dispatched[0]) < b and budgets.get(_task_key(t), 0) < b
-    ]
-    total = sum(b for _, b in todo)
+
+    def pending(t, b: int) -> bool:
+        # done when it has its budget of measured records, or was already tuned with that
+        # budget (small design spaces can run out of distinct candidates first)
+        return 0 < b and _measured_records(db, t.dispatched[0]) < b \
+            and budgets.get(_task_key(t), 0) < b
+
+    todo = [(t, b, b) for t, b in zip(tasks, first) if pending(t, b)]
     report(
-        f"tuning: {len(tasks)} tasks, {sum(alloc)} trials allotted "
-        f"({min(alloc) if alloc else 0}-{max(alloc) if alloc else 0} per task); "
-        f"{len(tasks) - len(todo)} tasks reused from {work_dir}"
+        f"tuning: {len(tasks)} tasks, {sum(first)} trials by FLOPs "
+        f"({min(first) if first else 0}-{max(first) if first else 0} per task), then "
+        f"{rest} by measured latency; {len(tasks) - len(todo)} tasks reused from {work_dir}"
     )
-    progress = _Progress(total, report, t0)
+    progress = _Progress(sum(b for _, b, _ in todo) + rest, report, t0)
     builder = InProcessBuilder(rpc_spec.cross_cc if rpc_spec is not None else None)
+    tuned = {id(t) for t, _, _ in todo}
     try:
+        _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, progress,
+                     budgets, rpc_spec, int8_kernel)
+        extra = _second_pass(tasks, db, rest, max_trials, work_dir)
+        todo = [(t, e, b + e) for t, b, e in zip(tasks, first, extra) if e and pending(t, b + e)]
+        progress.total = progress.done + sum(e for _, e, _ in todo)
+        if todo:
+            report(f"tuning: {progress.total - progress.done} trials on the {len(todo)} tasks "
+                   f"that take the most time")
+        tuned |= {id(t) for t, _, _ in todo}
         _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, progress,
                      budgets, rpc_spec, int8_kernel)
     finally:
@@ -284,9 +294,25 @@ def tune(
                f"and are built without one: {', '.join(unscheduled)} (see the MetaSchedule "
                f"logs in {work_dir}/logs)")
     return TuneStats(
-        len(tasks), len(todo), len(tasks) - len(todo), progress.done, progress.ok,
+        len(tasks), len(tuned), len(tasks) - len(tuned), progress.done, progress.ok,
         time.time() - t0, unscheduled,
     )
+
+
+def _second_pass(tasks, db, rest: int, max_trials: int, work_dir: str) -> list[int]:
+    """Each task's trials in the second pass of a ``max_trials`` budget: as stored when a
+    run made that split, else :func:`allocate_by_latency` over the latencies ``db`` holds
+    now (then stored). Tasks with one possible schedule get none."""
+    plans = _load_budgets(work_dir, PLANS_FILE)
+    keys = [f"{_task_key(t)}@{max_trials}" for t in tasks]
+    lat = [None if (s := _tunable_latency(db, t.dispatched[0])) is None else s * t.weight
+           for t in tasks]
+    fresh = allocate_by_latency(lat, rest)
+    extra = [plans.get(k, e) for k, e in zip(keys, fresh)]
+    if any(k not in plans for k in keys):
+        plans.update(zip(keys, extra))
+        _save_budgets(work_dir, plans, PLANS_FILE)
+    return extra
 
 
 @derived_object
@@ -356,8 +382,9 @@ def _unnamed_log_handlers_set_aside():
 
 def _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, progress,
                  budgets, rpc_spec=None, int8_kernel=None) -> None:
-    """Tune ``todo`` ((task, budget) pairs) in groups of equal budget, recording each
-    group's budget as soon as it is done."""
+    """Tune ``todo`` ((task, trials, budget) triples: run ``trials``, then record that the
+    task was tuned to ``budget``) in groups of equal trials, recording each group's budgets
+    as soon as it is done."""
     with _unnamed_log_handlers_set_aside():
         _tune_groups_now(todo, target, work_dir, seed, runner_timeout_s, builder, db,
                          progress, budgets, rpc_spec, int8_kernel)
@@ -365,10 +392,10 @@ def _tune_groups(todo, target, work_dir, seed, runner_timeout_s, builder, db, pr
 
 def _tune_groups_now(todo, target, work_dir, seed, runner_timeout_s, builder, db, progress,
                      budgets, rpc_spec, int8_kernel) -> None:
-    for per_task in sorted({b for _, b in todo}):
-        group = [t for t, b in todo if b == per_task]
+    for per_task in sorted({n for _, n, _ in todo}):
+        group = [(t, b) for t, n, b in todo if n == per_task]
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            extracted_tasks=group,
+            extracted_tasks=[t for t, _ in group],
             work_dir=work_dir,
             space=space_generator(target, int8_kernel),
             strategy=search_strategy(per_task),
@@ -394,8 +421,8 @@ def _tune_groups_now(todo, target, work_dir, seed, runner_timeout_s, builder, db
             ],
             task_scheduler="round-robin",
         )
-        for t in group:
-            budgets[_task_key(t)] = max(budgets.get(_task_key(t), 0), per_task)
+        for t, b in group:
+            budgets[_task_key(t)] = max(budgets.get(_task_key(t), 0), b)
         _save_budgets(work_dir, budgets)
 
 

@@ -117,7 +117,7 @@ def test_rewrite_produces_integer_ops(conv_qdq):
     # (its 4 sub-pixel phases as one conv, written interleaved: no interleave pass, no
     # window copies)
     assert stats == {"conv2d": 4, "depthwise": 1, "conv2d_transpose": 1, "dense": 0,
-                     "movement": 0}
+                     "add": 0, "movement": 0}
     text = out["main"].script(show_meta=False)
     assert text.count("R.call_tir(conv2d_NCHWc_int8_requant") == 4
     assert text.count("R.call_tir(conv2d_transpose_NCHWc_int8_requant") == 1
@@ -270,7 +270,7 @@ def test_dense_and_signed_activations(tmp_path):
     _check(qdq, integer_rewrite(frontend.import_onnx(qdq), stats), (1, 3, 16, 16))
     # the Flatten between conv and Linear moves 8-bit values
     assert stats == {"conv2d": 1, "depthwise": 0, "conv2d_transpose": 0, "dense": 2,
-                     "movement": 1}
+                     "add": 0, "movement": 1}
 
     rng = np.random.default_rng(0)
     cin, cout = 8, 20
@@ -401,10 +401,13 @@ def test_tuned_int8_uses_the_host_kernel_and_matches_exactly(conv_qdq, tmp_path)
     assert len(convs) == 5 and convs <= {base(f) for f in counts}, (convs, counts)
 
 
-def test_depthwise_schedule_is_parallel_vectorised_and_exact():
+@pytest.mark.parametrize("stride,pad", [(2, (0, 0, 0, 0)), (1, (1, 1, 1, 1)),
+                                        (2, (1, 0, 2, 1))])
+def test_depthwise_schedule_is_parallel_vectorised_and_exact(stride, pad):
     """The custom MetaSchedule rule of the packed depthwise block: parallel rows, the 16
     channels of a block vectorised, requantized tile by tile; same outputs as the
-    unscheduled kernel and as numpy's integer maths."""
+    unscheduled kernel and as numpy's integer maths, the padding (read as the input's
+    zero point, no padded copy) included."""
     import tvm
     from tvm import te, s_tir
 
@@ -418,22 +421,30 @@ def test_depthwise_schedule_is_parallel_vectorised_and_exact():
     mult = (rng.random((2, 16)) * 2e-3).astype(np.float32)
     tensors = [te.placeholder(d.shape, "uint8"), te.placeholder(w.shape, "int8"),
                te.placeholder(bias.shape, "int32"), te.placeholder(mult.shape, "float32")]
-    out = te_depthwise_nchwc_int8_requant(*tensors, strides=(2, 2), dilation=(1, 1),
-                                          out_zp=7, out_lo=0, out_hi=255)
+    zp_in = 131
+    out = te_depthwise_nchwc_int8_requant(*tensors, strides=(stride, stride), dilation=(1, 1),
+                                          out_zp=7, out_lo=0, out_hi=255, padding=pad,
+                                          pad_value=zp_in)
     func = te.create_prim_func([*tensors, out])
     sch = s_tir.Schedule(func)
     (sch,) = schedule_depthwise(sch, sch.get_sblock("depthwise_NCHWc_int8"))
     text = sch.mod.script()
-    # one parallel loop: the requantization runs in each tile of 5 columns (the largest
-    # divisor of the output width 5 up to 8), vectorised like the sums
+    # one parallel loop: the requantization runs in each tile of columns (the largest
+    # divisor of the output width up to 8), vectorised like the sums
+    ow = int(out.shape[3])
     assert text.count("T.parallel") == 1 and text.count("T.vectorized(16)") == 2, text
-    assert "T.unroll(5)" in text
+    assert f"T.unroll({max(t for t in range(1, 9) if ow % t == 0)})" in text
 
-    # numpy: stride 2, no padding (the input arrives padded)
-    acc = np.zeros((1, 2, 6, 5, 16), np.int64)
+    # numpy: the input padded with its zero point, then the window
+    pt, pl, pb, pr = pad
+    dp = np.pad(d, ((0, 0), (0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=zp_in)
+    oh, ow = (dp.shape[2] - 3) // stride + 1, (dp.shape[3] - 3) // stride + 1
+    assert tuple(int(v) for v in out.shape) == (1, 2, oh, ow, 16)
+    acc = np.zeros((1, 2, oh, ow, 16), np.int64)
     for i in range(3):
         for j in range(3):
-            acc += d[:, :, i:i + 11:2, j:j + 9:2, :].astype(np.int64) * w[None, :, i, j, None, None, :]
+            win = dp[:, :, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
+            acc += win.astype(np.int64) * w[None, :, i, j, None, None, :]
     want = np.clip(np.rint(((acc + bias[None, :, None, None, :]).astype(np.float32)
                             * mult[None, :, None, None, :])) + 7, 0, 255).astype(np.uint8)
     for mod in (tvm.IRModule({"main": func}), sch.mod):
@@ -575,7 +586,17 @@ def test_exact_reference_computes_residual_adds_as_the_graph_says(tmp_path):
     want = np.clip(np.rint((deq(a, dqs[0]) + deq(b, dqs[1])) / f32(inits[q_out.input[1]]))
                    + int(inits[q_out.input[2]]), 0, 255)
     np.testing.assert_array_equal(c, want.astype(c.dtype))
-    _check(qdq, integer_rewrite(frontend.import_onnx(qdq)), (1, 3, 24, 20))
+    # the residual add is integer on the packed outputs of its two convs: nothing is
+    # unpacked or packed again around it
+    stats = {}
+    mod = integer_rewrite(frontend.import_onnx(qdq), stats)
+    text = mod["main"].script(show_meta=False)
+    assert stats["add"] == 1 and stats["conv2d"] == 3, stats
+    assert text.count("R.call_tir(add_int8_requant") == 1
+    assert "R.add(" not in text
+    # packed: the input, and the ReLU left in float between the two convs; not the sum
+    assert text.count("R.call_tir(pack_int8") == 2 and text.count("R.call_tir(unpack_int8") == 2
+    _check(qdq, mod, (1, 3, 24, 20))
 
 
 @pytest.mark.slow

@@ -10,14 +10,15 @@ the bias and the activation folded in, then a float32 requantization (multiply b
 computes of :mod:`pose_tuner.compile.int8.te`. Consecutive integer convs pass their
 activations packed. ``conv2d_transpose`` (stride s) becomes s*s exact integer convs, one
 per output phase, written interleaved in the packed layout
-(:mod:`pose_tuner.compile.int8.deconv`). ``MatMul`` / ``Gemm`` with a constant weight become a
-plain int32 dense (weight ``(O, K)``). Data movement between equal quantization parameters
-(``dequantize -> reshape / transpose / concat / slice / max-pool -> quantize``,
+(:mod:`pose_tuner.compile.int8.deconv`). ``MatMul`` / ``Gemm`` with a constant weight
+become a plain int32 dense (weight ``(O, K)``). Data movement between equal quantization
+parameters (``dequantize -> reshape / transpose / concat / slice / max-pool -> quantize``,
 ShuffleNet's channel shuffle) moves the 8-bit values directly. Depthwise convs (groups =
 channels, 16 channels or more) run integer in the packed layout too, so they keep their
-neighbours' activations packed. Other grouped convs, ``Clip`` between conv and
-``QuantizeLinear`` (the ONNX frontend lowers it to opaque TIR; ONNX Runtime's quantizer
-removes Relu / Clip there anyway) and everything else stay in float
+neighbours' activations packed, and so do additions of two packed activations (residual
+connections; :mod:`pose_tuner.compile.int8.elementwise`). Other grouped convs, ``Clip``
+between conv and ``QuantizeLinear`` (the ONNX frontend lowers it to opaque TIR; ONNX
+Runtime's quantizer removes Relu / Clip there anyway) and everything else stay in float
 (``dequantize -> float op -> quantize``), unchanged.
 
 The patterns are read by :class:`pose_tuner.compile.int8.matching.QDQMatcher`;
@@ -33,6 +34,7 @@ from tvm.relax import expr_functor
 
 from pose_tuner.compile.int8.channels import ElementMap, follow, packed_gather
 from pose_tuner.compile.int8.deconv import DeconvRewrites
+from pose_tuner.compile.int8.elementwise import AddRewrites
 from pose_tuner.compile.int8.matching import QDQMatcher, Unmatched, calls
 from pose_tuner.compile.int8.te import (
     N_ELEMS, OC_BLOCK, pack_conv_weight, te_conv2d_nchwc_int8_requant, te_dense_int8_requant,
@@ -45,9 +47,10 @@ _MOVEMENT_OPS = ("relax.reshape", "relax.permute_dims", "relax.concat", "relax.s
 
 
 @expr_functor.mutator
-class IntegerRewriter(QDQMatcher, DeconvRewrites):
+class IntegerRewriter(QDQMatcher, DeconvRewrites, AddRewrites):
     """The Relax mutator of :func:`integer_rewrite`: rewrites at each ``quantize`` call,
-    counting what it rewrote (``convs``, ``depthwise``, ``deconvs``, ``dense``, ``moves``)."""
+    counting what it rewrote (``convs``, ``depthwise``, ``deconvs``, ``dense``, ``adds``,
+    ``moves``)."""
 
     def __init__(self, mod):
         super().__init__(mod)
@@ -55,6 +58,7 @@ class IntegerRewriter(QDQMatcher, DeconvRewrites):
         self.depthwise = 0
         self.deconvs = 0
         self.dense = 0
+        self.adds = 0
         self.moves = 0
         self.fold_moves = True
         self.int_depthwise = True
@@ -79,6 +83,10 @@ class IntegerRewriter(QDQMatcher, DeconvRewrites):
                 return self.rewrite_deconv(call)
             if calls(core, "relax.matmul"):
                 return self.rewrite_dense(call)
+        except Unmatched:
+            pass
+        try:
+            return self.rewrite_add(call)
         except Unmatched:
             pass
         try:
@@ -233,7 +241,6 @@ class IntegerRewriter(QDQMatcher, DeconvRewrites):
         xp, ib, zx = self.packed_input(xq, c, x_dtype, z_x)
         if ib != OC_BLOCK:
             raise Unmatched("fewer channels than one block")
-        xp = self.padded(xp, [int(v) for v in attrs.padding], zx)
         bias_c, mult_c, qlo, qhi = self.block_requant(
             w, (s_x, s_w, s_y, zx, bias, bounds, z_y, out_dtype))
         cb = int(xp.ty.shape[1])  # = ceil(o / 16): the input has the output's channels
@@ -246,6 +253,7 @@ class IntegerRewriter(QDQMatcher, DeconvRewrites):
             strides=[int(v) for v in attrs.strides],
             dilation=[int(v) for v in attrs.dilation], out_zp=z_y + out_shift,
             out_lo=qlo + out_shift, out_hi=qhi + out_shift,
+            padding=[int(v) for v in attrs.padding], pad_value=zx,
             primfunc_name_hint="depthwise_NCHWc_int8_requant",
         ))
         self.depthwise += 1
@@ -376,8 +384,8 @@ def integer_rewrite(mod, stats: dict | None = None, movement: bool = True,
     Call on the module :func:`pose_tuner.compile.frontend.import_onnx` returns, before
     :func:`pose_tuner.compile.pipeline.prepare`. What does not match stays float. With
     ``stats`` (a dict), the numbers of rewritten layers are added to it as ``"conv2d"``,
-    ``"depthwise"``, ``"conv2d_transpose"``, ``"dense"`` and ``"movement"`` (data movement
-    kept in 8 bits).
+    ``"depthwise"``, ``"conv2d_transpose"``, ``"dense"``, ``"add"`` (residual additions
+    of packed activations) and ``"movement"`` (data movement kept in 8 bits).
     ``movement=False`` leaves data movement in float, as before 0.2.0, and
     ``depthwise=False`` the depthwise convs (for comparisons). ``gathers=False`` moves
     whole-channel rearrangements in NCHW, unpacked and packed again around them (as before
@@ -402,6 +410,7 @@ def integer_rewrite(mod, stats: dict | None = None, movement: bool = True,
         stats["depthwise"] = stats.get("depthwise", 0) + mutator.depthwise
         stats["conv2d_transpose"] = stats.get("conv2d_transpose", 0) + mutator.deconvs
         stats["dense"] = stats.get("dense", 0) + mutator.dense
+        stats["add"] = stats.get("add", 0) + mutator.adds
         stats["movement"] = stats.get("movement", 0) + mutator.moves
     return out
 

@@ -166,24 +166,37 @@ def te_conv2d_nchwc_int8_requant(
 
 def te_depthwise_nchwc_int8_requant(
     data, kernel, bias, mult, *, strides, dilation, out_zp: int, out_lo: int, out_hi: int,
+    padding=(0, 0, 0, 0), pad_value: int = 0,
 ):
     """Packed u8 x s8 depthwise conv2d (int32 accumulation) + requantization.
 
-    ``data`` [N, CB, H, W, 16] u8, already padded; ``kernel`` [CB, KH, KW, 16] s8 (channel
-    ``cb * 16 + k``); ``bias`` and ``mult`` [CB, 16]. Channels stay in their block, so a
-    depthwise conv between two integer convs keeps the activations packed.
+    ``data`` [N, CB, H, W, 16] u8, read as if padded by ``padding`` (top, left, bottom,
+    right) with ``pad_value`` (the input's zero point): taps outside it read the value,
+    so that no padded copy of the activations is written and read back; ``kernel``
+    [CB, KH, KW, 16] s8 (channel ``cb * 16 + k``); ``bias`` and ``mult`` [CB, 16].
+    Channels stay in their block, so a depthwise conv between two integer convs keeps
+    the activations packed.
     """
-    from tvm import te
+    from tvm import te, tirx
 
     n, cb, ih, iw, blk = (int(v) for v in data.shape)
     _, kh_, kw_, _ = (int(v) for v in kernel.shape)
     (sh, sw), (dh, dw) = strides, dilation
-    oh, ow, kh, kw = _window(ih, iw, kh_, kw_, strides, dilation)
+    pt, pl, pb, pr = padding
+    oh, ow, kh, kw = _window(ih + pt + pb, iw + pl + pr, kh_, kw_, strides, dilation)
+
+    def tap(b, c, y, x, k):
+        iy, ix = y * sh + kh * dh - pt, x * sw + kw * dw - pl
+        v = data[b, c, iy, ix, k]
+        if not any(padding):
+            return v
+        inside = tirx.all(iy >= 0, iy < ih, ix >= 0, ix < iw)
+        return tirx.if_then_else(inside, v, tirx.const(pad_value, "uint8"))
+
     acc = te.compute(
         (n, cb, oh, ow, blk),
         lambda b, c, y, x, k: te.sum(
-            data[b, c, y * sh + kh * dh, x * sw + kw * dw, k].astype("int32")
-            * kernel[c, kh, kw, k].astype("int32"),
+            tap(b, c, y, x, k).astype("int32") * kernel[c, kh, kw, k].astype("int32"),
             axis=[kh, kw],
         ),
         name="depthwise_NCHWc_int8",
@@ -293,3 +306,29 @@ def pack_conv_weight(w: np.ndarray, ib: int, cin_padded: int) -> np.ndarray:
     wp = wp.reshape(op // OC_BLOCK, OC_BLOCK, cin_padded // ib, ib // N_ELEMS, N_ELEMS, kh, kw)
     # (OB, ocb, CB, f, s, KH, KW) -> (OB, CB, KH, KW, f, ocb, s)
     return np.ascontiguousarray(wp.transpose(0, 2, 5, 6, 3, 1, 4))
+
+
+def te_add_packed_requant(a, b, *, a_zp: int, a_scale: float, b_zp: int, b_scale: float,
+                          out_scale: float, out_zp: int, out_dtype: str):
+    """Sum of two packed u8 activations of the same shape, requantized, packed u8 out.
+
+    The maths of ``quantize(add(dequantize(a), dequantize(b)))``, element by element: ``float32(a - a_zp) * a_scale + float32(b - b_zp) * b_scale``,
+    divided by ``out_scale``, rounded half to even (as ONNX's ``QuantizeLinear``; Relax's
+    legalized ``quantize`` rounds ties away from zero), plus ``out_zp``, clipped to
+    ``out_dtype`` (``uint8`` or ``int8``; int8 is written +128, as packed int8 activations
+    are). ``a_zp`` and ``b_zp`` are the packed (shifted) zero points.
+    """
+    from tvm import te, tirx
+
+    lo, hi = (0, 255) if out_dtype == "uint8" else (-128, 127)
+    shift = 128 if out_dtype == "int8" else 0
+
+    def f(*i):
+        fa = (a[i].astype("int32") - a_zp).astype("float32") * tirx.const(a_scale, "float32")
+        fb = (b[i].astype("int32") - b_zp).astype("float32") * tirx.const(b_scale, "float32")
+        q = tirx.nearbyint((fa + fb) / tirx.const(out_scale, "float32")) \
+            + tirx.const(out_zp, "float32")
+        q = tirx.max(tirx.min(q, tirx.const(hi, "float32")), tirx.const(lo, "float32"))
+        return (q.astype("int32") + shift).astype("uint8")
+
+    return te.compute(a.shape, f, name="add_int8_requant")
