@@ -401,6 +401,43 @@ def test_tuned_int8_uses_the_host_kernel_and_matches_exactly(conv_qdq, tmp_path)
     assert len(convs) == 5 and convs <= {base(f) for f in counts}, (convs, counts)
 
 
+@pytest.mark.parametrize("k,s,p,op,grid", [(4, 2, 1, 0, True), (2, 2, 0, 0, True),
+                                           (3, 2, 1, 1, False), (3, 3, 0, 0, True)])
+def test_integer_deconvolutions_match_the_exact_reference(tmp_path, k, s, p, op, grid):
+    """Transposed convs of several shapes: one conv over the phases when they have equal
+    kernels on a regular grid (a view of its output is the interleaved layout), else a
+    conv per phase and an interleave; both within the numerical check."""
+    import torch
+
+    from pose_tuner.compile import frontend
+    from pose_tuner.compile.int8.quantize import quantize_qdq
+    from pose_tuner.compile.int8.rewrite import integer_rewrite
+
+    torch.manual_seed(0)
+
+    class De(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Conv2d(3, 32, 3, 1, 1)
+            self.de = torch.nn.ConvTranspose2d(32, 16, k, s, p, output_padding=op)
+            self.out = torch.nn.Conv2d(16, 5, 1)
+
+        def forward(self, x):
+            return self.out(torch.relu(self.de(torch.relu(self.a(x)))))
+
+    shape = (1, 3, 10, 7)
+    fp32 = _export(De(), shape, tmp_path / "de.onnx")
+    calib = np.random.default_rng(0).standard_normal((4, *shape[1:])).astype(np.float32)
+    qdq = quantize_qdq(fp32, calib, str(tmp_path / "de.qdq.onnx"))
+    stats = {}
+    mod = integer_rewrite(frontend.import_onnx(qdq), stats)
+    text = mod["main"].script(show_meta=False)
+    assert stats["conv2d_transpose"] == 1, stats
+    assert text.count("R.call_tir(conv2d_transpose_NCHWc_int8_requant") == (1 if grid else 0)
+    assert ("interleave_int8" in text) == (not grid)
+    _check(qdq, mod, shape)
+
+
 @pytest.mark.parametrize("stride,pad", [(2, (0, 0, 0, 0)), (1, (1, 1, 1, 1)),
                                         (2, (1, 0, 2, 1))])
 def test_depthwise_schedule_is_parallel_vectorised_and_exact(stride, pad):
