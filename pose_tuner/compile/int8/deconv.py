@@ -81,8 +81,8 @@ class DeconvRewrites:
     def phased_conv(self, xpad, ib, phases, q, grid, s, qs, out_shape):
         """The packed output of a deconvolution whose ``phases`` ((first row, first
         column, OIHW weight) each, row-major) read windows on the regular ``grid`` of
-        :func:`phase_grid`: one :func:`te_deconv_nchwc_int8_requant`, reshaped to the
-        interleaved layout (free) and cropped."""
+        :func:`phase_grid`: one :func:`te_deconv_nchwc_int8_requant`, viewed as the
+        interleaved layout (``memory.view``: no copy) and cropped."""
         bb = self.builder_
         (sh, sw), (qh, qw) = s, qs
         z_y, out_dtype = q[6], q[7]

@@ -2,8 +2,9 @@
 
 ``quantize(add(dequantize(a), dequantize(b)))`` of two 8-bit activations of one shape
 that integer layers left packed (MobileNetV2's residual connections) runs as one kernel
-on the packed layout (:func:`pose_tuner.compile.int8.te.te_add_packed_requant`): Relax's
-own dequantize, add and quantize maths, element by element, reading and writing packed
+on the packed layout (:func:`pose_tuner.compile.int8.te.te_add_packed_requant`): the
+graph's dequantize, add and quantize maths (rounding half to even, as ONNX's
+``QuantizeLinear``), element by element, reading and writing packed
 blocks, so the sum stays packed for the layers that read it instead of being unpacked,
 added in float and packed again.
 """

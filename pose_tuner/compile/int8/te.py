@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pose_tuner.compile.int8.matching import int_range
 from pose_tuner.compile.int8.rules import DEPTHWISE_RULE, POOL_RULE
 
 #: channel block of the packed int8 layout (VNNI: 16 int32 lanes x 4 int8 per lane)
@@ -320,7 +321,7 @@ def te_add_packed_requant(a, b, *, a_zp: int, a_scale: float, b_zp: int, b_scale
     """
     from tvm import te, tirx
 
-    lo, hi = (0, 255) if out_dtype == "uint8" else (-128, 127)
+    lo, hi = int_range(out_dtype)
     shift = 128 if out_dtype == "int8" else 0
 
     def f(*i):
