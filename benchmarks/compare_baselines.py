@@ -6,7 +6,9 @@ Takes the fastest successful TVM candidate of the model from the Pareto database
 `tuner search` first), prepares every baseline of the target (ONNX Runtime FP32/INT8,
 OpenVINO FP32/BF16/INT8 on x86), checks each against the FP32 reference, then times all
 of them in interleaved rounds on the same input so that machine noise hits them alike,
-and prints medians and ratios.
+and prints medians and ratios. For a target narrower than this host (``PTUNER_HOST_ISA=avx2``
+on an AVX-512 machine) the vendor stacks are held to the target's ISA where they can be
+(OpenVINO) and skipped with the reason where they cannot (ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -100,10 +102,13 @@ def main() -> int:
         except BaselineUnavailable as exc:
             print(f"{name}: skipped: {exc}", flush=True)
             continue
-        sess = bl.prepare(onnx_path, os.path.join(args.log_dir, "benchmarks", name), calib, threads)
+        sess = bl.prepare(onnx_path, os.path.join(args.log_dir, "benchmarks", name), calib, threads,
+                          isa_cap=target.isa_below_host())
         (compare if bl.numerics == "exact" else compare_approx)(sess.run(x), ref)
         runners[name] = lambda s=sess: s._call(x)
-        print(f"{name}: prepared and checked", flush=True)
+        print(f"{name}: prepared and checked"
+              + (f"; held to {target.isa_below_host()}, but these kernels run wider: "
+                 f"{'; '.join(sess.wider_kernels)}" if sess.wider_kernels else ""), flush=True)
 
     samples = interleaved(runners, args.rounds, Timing(args.budget, min_repeat=3, warmup=2),
                           progress=lambda r: print(f"round {r}/{args.rounds} done", flush=True))

@@ -3,8 +3,9 @@
 A baseline is one (backend, precision) pair, e.g. ONNX Runtime INT8. It
 
 * says whether it can run here (``check_available`` raises :class:`BaselineUnavailable`
-  with the reason: package missing, no GPU, wrong target...). A skipped baseline is
-  recorded with that reason, never given a number;
+  with the reason: package missing, no GPU, wrong target, no way to hold it to a target
+  whose CPUs have less than this host's...). A skipped baseline is recorded with that
+  reason, never given a number;
 * turns the reference ONNX file into a runnable session (``prepare``), quantizing with
   the calibration inputs it is given where its precision needs them;
 * declares how its outputs are checked against the FP32 reference (``numerics``):
@@ -37,6 +38,13 @@ class Session:
     """A prepared baseline: call ``run`` for outputs, ``latency`` for timings."""
 
     artifact_path: str = ""
+    #: the runtime's compile options a fresh process needs to load the artifact as this
+    #: session did (OpenVINO's precision hint and threads), for the peak-memory probe
+    config: dict | None = None
+    #: for a session held to an ISA (``prepare``'s ``isa_cap``): the kernels that still
+    #: run wider, as "layer type: kernels" (a stack's own data-movement kernels that
+    #: ignore the cap); empty when every kernel is held
+    wider_kernels: tuple[str, ...] = ()
 
     def run(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -90,5 +98,11 @@ class Baseline:
         cannot run the baseline now: its library missing, a device without it, ..."""
 
     def prepare(self, onnx_path: str, work_dir: str, calib: np.ndarray, threads: int,
-                rpc=None) -> Session:
+                rpc=None, isa_cap: str | None = None) -> Session:
+        """A runnable session of the model. ``isa_cap`` is the target's
+        :meth:`~pose_tuner.hardware.base.Target.isa_below_host`: when set, the session must
+        run its compute (convolutions, matrix products) on no ISA wider than that level
+        (or raise :class:`BaselineUnavailable`) and list any other kernel that runs wider
+        in ``wider_kernels``; a stack that cannot be held to it refuses in
+        :meth:`check_here`."""
         raise NotImplementedError

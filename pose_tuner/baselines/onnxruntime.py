@@ -89,6 +89,13 @@ def quantize_qdq(onnx_path: str, out_path: str, calib: np.ndarray) -> str:
     return _quantize_qdq(onnx_path, calib, out_path, method="minmax")
 
 
+def _uncappable(cap: str, whose: str) -> BaselineUnavailable:
+    return BaselineUnavailable(
+        f"ONNX Runtime picks its kernels from this CPU's own flags and has no switch to hold "
+        f"them to {cap}, the ISA of {whose}: here it would run wider kernels than they have "
+        "(measure it on such a CPU)")
+
+
 @dataclass(frozen=True)
 class ONNXRuntimeBaseline(Baseline):
     backend: str = "onnxruntime"
@@ -102,6 +109,9 @@ class ONNXRuntimeBaseline(Baseline):
             self._check_device(target)
         if self.quant not in ("fp32", "int8"):
             raise BaselineUnavailable(f"ONNX Runtime baseline has no {self.quant} mode")
+        cap = target.isa_below_host()
+        if cap:
+            raise _uncappable(cap, f"{target.name}'s CPUs")
 
     @staticmethod
     def _check_device(target) -> None:
@@ -118,7 +128,9 @@ class ONNXRuntimeBaseline(Baseline):
             raise BaselineUnavailable(f"onnxruntime is not installed on the {target.name} "
                                       "device (on the device: pip install onnxruntime)")
 
-    def prepare(self, onnx_path, work_dir, calib, threads, rpc=None):
+    def prepare(self, onnx_path, work_dir, calib, threads, rpc=None, isa_cap=None):
+        if isa_cap:
+            raise _uncappable(isa_cap, "the target's CPUs")
         path = onnx_path
         if self.quant == "int8":
             os.makedirs(work_dir, exist_ok=True)

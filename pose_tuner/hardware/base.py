@@ -84,6 +84,14 @@ class Target:
         """Raise :class:`TargetUnavailable` if a fact of this machine, checked without TVM
         or the network, rules the target out (see the module's docstring)."""
 
+    def isa_below_host(self) -> str | None:
+        """The ISA level (of :mod:`pose_tuner.hardware.cpu_isa`) that other stacks measured
+        beside TVM must be held to, when this machine's CPU offers more than the target's
+        CPUs do (``x86-avx2`` measured on an AVX-512 machine, for instance as
+        ``PTUNER_HOST_ISA=avx2``); None when measurements run on the target's own kind of
+        hardware. TVM's builds need no such cap: their ``mcpu`` is the target's."""
+        return None
+
     def rpc_spec(self):
         """Where the devices of a remote target are (:class:`pose_tuner.hardware.remote.RPCSpec`);
         None for a target measured on this machine. Raises :class:`TargetUnavailable` when

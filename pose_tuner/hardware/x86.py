@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pose_tuner.hardware.base import Target, TargetUnavailable
-from pose_tuner.hardware.cpu_isa import LEVEL_NAMES, PREFERENCE, HostISAError, host_isa
+from pose_tuner.hardware.cpu_isa import (
+    LEVEL_NAMES, PREFERENCE, HostISAError, host_features, host_isa, levels_of,
+)
 
 #: the alias that resolves to this host's best x86 target
 HOST_ALIAS = "x86"
@@ -67,6 +69,13 @@ class X86Target(Target):
             f"({host.explain()}); {here}. `tuner build --target {self.name}` still compiles "
             "for it"
         )
+
+    def isa_below_host(self) -> str | None:
+        """This member's level when the CPU's own flags (not ``PTUNER_HOST_ISA``) offer a
+        wider one: a vendor stack picks its kernels from those flags, so it must be held
+        to the level to be measured as this member's CPUs would run it."""
+        real = levels_of(host_features())
+        return self.isa if self.isa in real and real[0] != self.isa else None
 
     @property
     def isa_name(self) -> str:

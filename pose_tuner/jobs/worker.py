@@ -14,6 +14,7 @@ backend, a device that went away), else the stage the job was in (:class:`Stage`
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import sys
@@ -318,21 +319,30 @@ def run_baseline(job: BaselineJob, report, stage: Stage) -> JobResult:
     target = get_target(job.target, tracker=rpc.tracker if rpc else None,
                         rpc_key=rpc.key if rpc else None)
     baseline.check_available(target)
+    cap = target.isa_below_host()
     report(f"preparing {baseline.name}"
-           + (f" on a device of key {rpc.key!r} at {rpc.tracker}" if rpc else ""))
+           + (f" on a device of key {rpc.key!r} at {rpc.tracker}" if rpc else "")
+           + (f", held to {cap} ({target.name}'s CPUs)" if cap else ""))
     calib = np.load(job.calib_npy) if job.calib_npy else None
-    sess = baseline.prepare(job.onnx_path, job.work_dir, calib, int(job.threads), rpc=rpc)
+    sess = baseline.prepare(job.onnx_path, job.work_dir, calib, int(job.threads), rpc=rpc,
+                            isa_cap=cap)
     result: dict = {"build_seconds": time.time() - t0, "artifact_path": sess.artifact_path,
                     "model_size_bytes": sess.size_bytes}
+    if sess.wider_kernels:
+        report(f"held to {cap}, but these kernels run wider: {'; '.join(sess.wider_kernels)}")
     result.update(check_and_time(sess.run, sess.latency, baseline.numerics, job.onnx_path,
                                  job.input_shape, report, stage, budget_s=job.measure_budget_s,
                                  local=rpc is None))
+    if cap:  # stored with the figure: what it was held to, and what ran wider anyway
+        conditions = json.loads(result.get("timing_conditions") or "{}")
+        conditions.update(isa_cap=cap, wider_kernels=list(sess.wider_kernels))
+        result["timing_conditions"] = json.dumps(conditions)
     from pose_tuner.measure import memory
 
     if rpc is None and baseline.backend in memory.BACKENDS:
         report("measuring peak memory")
         result["peak_memory_mb"] = memory.peak_memory_mb(baseline.backend, sess.artifact_path,
-                                                         job.input_shape)
+                                                         job.input_shape, config=sess.config)
     if job.accuracy is not None:
         result.update(run_accuracy_on(sess.accuracy_run, job.accuracy, job.input_shape,
                                       report, stage))

@@ -10,8 +10,9 @@ On a device over RPC the device's session process is measured the same way throu
 pose-tuner's device server (``pose_tuner.rss``; TVM's plain server cannot say, so the
 figure is then unknown). A GPU's memory is not resident memory: unknown there too.
 
-Run as ``python -m pose_tuner.measure.memory BACKEND ARTIFACT SHAPE``, it prints
-``{"peak_memory_mb": ...}``.
+Run as ``python -m pose_tuner.measure.memory BACKEND ARTIFACT SHAPE [CONFIG]``, it prints
+``{"peak_memory_mb": ...}``; CONFIG (JSON) is the runtime's compile options where it takes
+some (OpenVINO's precision hint and threads, as the timed session used them).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _runner(backend: str, path: str):
+def _runner(backend: str, path: str, config: dict | None = None):
     """A callable running one inference of ``path`` with ``backend``."""
     import numpy as np
 
@@ -57,14 +58,15 @@ def _runner(backend: str, path: str):
 
         core = ov.Core()
         base = rss_bytes()
-        compiled = core.compile_model(core.read_model(path), "CPU")
+        compiled = core.compile_model(core.read_model(path), "CPU", config or {})
         return base, lambda x: compiled(np.asarray(x))
     raise ValueError(f"no memory probe for backend {backend!r} (known: {', '.join(BACKENDS)})")
 
 
-def measure_here(backend: str, path: str, shape: tuple[int, ...]) -> float:
+def measure_here(backend: str, path: str, shape: tuple[int, ...],
+                 config: dict | None = None) -> float:
     """The resident memory (MB) loading and running ``path`` adds to this process."""
-    base, run = _runner(backend, path)
+    base, run = _runner(backend, path, config)
     x = structured_input(tuple(shape))
     peak = rss_bytes()
     for _ in range(3):
@@ -73,10 +75,12 @@ def measure_here(backend: str, path: str, shape: tuple[int, ...]) -> float:
     return (peak - base) / 1e6
 
 
-def peak_memory_mb(backend: str, path: str, shape, timeout_s: float = 300.0) -> float | None:
-    """:func:`measure_here` in a fresh process; None (and why, on stderr) when it fails."""
+def peak_memory_mb(backend: str, path: str, shape, timeout_s: float = 300.0,
+                   config: dict | None = None) -> float | None:
+    """:func:`measure_here` in a fresh process (which inherits this one's environment);
+    None (and why, on stderr) when it fails."""
     cmd = [sys.executable, "-m", "pose_tuner.measure.memory", backend, path,
-           "x".join(str(int(v)) for v in shape)]
+           "x".join(str(int(v)) for v in shape)] + ([json.dumps(config)] if config else [])
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=True)
         return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_memory_mb"])
@@ -116,8 +120,9 @@ def remote_peak_memory_mb(path: str, rpc_spec, shape) -> float | None:
 
 
 def main(argv: list[str]) -> int:
-    backend, path, shape = argv
-    mb = measure_here(backend, path, tuple(int(v) for v in shape.split("x")))
+    backend, path, shape = argv[:3]
+    config = json.loads(argv[3]) if len(argv) > 3 else None
+    mb = measure_here(backend, path, tuple(int(v) for v in shape.split("x")), config)
     print(json.dumps({"peak_memory_mb": mb}))
     return 0
 

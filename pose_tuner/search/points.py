@@ -186,7 +186,7 @@ class PointRunner:
                   recheck_skipped: bool = False) -> bool:
         """Whether the stored row ``old`` stands for its point (and say so), or the point
         is measured again: ``force``, a failure that says nothing about the point (its
-        device went away), a row of another release, a skipped row when
+        device went away), a row of another release, a skipped or unavailable row when
         ``recheck_skipped`` (a missing package or device may be there now), or an AP
         measured on other data than this search's."""
         if old is None or force:
@@ -199,8 +199,9 @@ class PointRunner:
         elif is_stale(old):
             self.say(f"{head}: stored by pose-tuner {old.tuner_version or '?'} / TVM "
                      f"{old.tvm_version or '?'}: measuring again")
-        elif recheck_skipped and old.status == "skipped":
-            pass
+        elif recheck_skipped and (old.status == "skipped"
+                                  or kind_of(old.error_kind) is ErrorKind.UNAVAILABLE):
+            pass  # unavailable when prepared (a stack that could not be held to the ISA)
         elif old.ok and old.backend != "tvm" and acc is not None and (
                 old.accuracy_dataset != acc.identity):
             pass  # TVM points get AP afterwards (accuracy_pass); a baseline's comes with it

@@ -93,3 +93,84 @@ def test_a_device_with_tvms_plain_server_skips_onnx_runtime_with_the_fix(local_d
     target = get_target("rasp4b", tracker=local_devices, rpc_key="plain")
     with pytest.raises(BaselineUnavailable, match="plain RPC server.*server-script"):
         get_baseline("onnxruntime-fp32").check_available(target)
+
+
+VNNI_HOST = ("cascadelake", frozenset({"avx2", "fma", "avx512f", "avx512bw", "avx512dq",
+                                       "avx512vl", "avx512_vnni", "avx512_bf16"}))
+
+
+def test_a_target_narrower_than_the_cpu_skips_what_cannot_be_held_to_its_isa(monkeypatch):
+    from pose_tuner.hardware import cpu_isa
+
+    monkeypatch.setattr(cpu_isa, "_detected", lambda: VNNI_HOST)
+    monkeypatch.setenv(cpu_isa.HOST_ISA_ENV, "avx2")
+    target = get_target("x86")
+    assert target.name == "x86-avx2"
+    for name in ("onnxruntime-fp32", "onnxruntime-int8"):
+        with pytest.raises(BaselineUnavailable, match="no switch to hold them to avx2"):
+            get_baseline(name).check_available(target)
+    with pytest.raises(BaselineUnavailable, match="x86-avx2's CPUs .avx2. have no native bf16"):
+        get_baseline("openvino-bf16").check_available(target)
+    with pytest.raises(BaselineUnavailable, match="no switch"):
+        get_baseline("onnxruntime-fp32").prepare("m.onnx", "w", None, 2, isa_cap="avx2")
+
+
+def test_openvino_refuses_a_second_isa_in_one_process(monkeypatch):
+    from pose_tuner.baselines import openvino
+
+    monkeypatch.setenv(openvino.ONEDNN_ENV, "AVX512_CORE")
+    with pytest.raises(BaselineUnavailable, match="held to AVX512_CORE .*not AVX2"):
+        openvino.hold_to("avx2")
+    openvino.hold_to("avx512")  # the same level again is fine
+
+
+OV_HELD = """
+import json, sys
+from pose_tuner.baselines import get_baseline
+from pose_tuner.baselines.openvino import wider_kernels
+import numpy as np
+sess = get_baseline(sys.argv[3]).prepare(sys.argv[1], sys.argv[2], np.load(sys.argv[4]), 2,
+                                         isa_cap="avx2")
+kernels = set()
+for op in sess.compiled.get_runtime_model().get_ordered_ops():
+    info = op.get_rt_info()
+    if "primitiveType" in info:
+        kernels.add(info["primitiveType"].astype(str))
+wider = {layer: sorted(ks) for layer, ks in wider_kernels(sess.compiled, "avx2").items()}
+print(json.dumps({"precision": sess.precision, "kernels": sorted(kernels), "wider": wider,
+                  "listed": list(sess.wider_kernels)}))
+"""
+
+
+@pytest.mark.parametrize("name", ["openvino-fp32", "openvino-int8"])
+def test_openvino_held_to_avx2_compiles_avx2_kernels(name, tiny_onnx, tmp_path):
+    """In a fresh process (oneDNN reads its cap once): the convolutions' kernels are AVX2
+    ones, none is wider, and the precision is f32 even on a CPU with bf16."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino")
+    if name == "openvino-int8":
+        pytest.importorskip("nncf")
+    from pose_tuner.hardware.cpu_isa import host_features
+
+    if not {"avx2", "fma"} <= host_features():
+        pytest.skip("this CPU has no AVX2")
+    import json
+    import os
+    from pathlib import Path
+
+    np.save(tmp_path / "calib.npy", calib())
+    out = subprocess.run(
+        [sys.executable, "-c", OV_HELD, tiny_onnx, str(tmp_path / name), name,
+         str(tmp_path / "calib.npy")],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert out.returncode == 0, out.stderr[-2000:]
+    held = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "float32" in held["precision"]
+    from pose_tuner.baselines.openvino import COMPUTE_LAYERS
+
+    assert not COMPUTE_LAYERS & set(held["wider"]), held["wider"]
+    assert len(held["listed"]) == len(held["wider"])  # what runs wider anyway is listed
+    assert any("avx2" in k for k in held["kernels"]), held["kernels"]

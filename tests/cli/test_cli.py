@@ -191,6 +191,29 @@ def test_baselines_are_stored_beside_tvm_and_compared(searched, capsys):
     assert json.loads(capsys.readouterr().out)["backend"] == "tvm"
 
 
+def test_a_baseline_found_unavailable_when_prepared_is_checked_again(searched, tmp_path,
+                                                                    capsys):
+    """Like a skipped one: what was missing may be there now."""
+    import shutil
+
+    logs = str(tmp_path / "logs")
+    shutil.copytree(searched, logs)
+    con = sqlite3.connect(os.path.join(logs, "pareto.sqlite"))
+    con.execute("update candidates set status='failed', error_kind='unavailable', "
+                "error='x', latency_median_ms=null where backend='onnxruntime' and "
+                "quant='fp32'")
+    con.commit()
+    capsys.readouterr()
+    assert main(["search", "--target", "x86", "--log-dir", logs, "--schedules", "default",
+                 *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "onnxruntime-fp32: start" in out and "reused from the database (failed" not in out
+    (status,) = con.execute("select status from candidates where backend='onnxruntime' "
+                            "and quant='fp32'").fetchone()
+    con.close()
+    assert status in ("ok", "skipped")
+
+
 def test_accuracy_is_measured_once_per_variant_and_shared(searched):
     con = sqlite3.connect(os.path.join(searched, "pareto.sqlite"))
     rows = con.execute("select backend, quant, ap, pck, accuracy_dataset, accuracy_people "

@@ -47,6 +47,19 @@ def test_host_isa_switch_makes_a_vnni_host_look_like_avx2(host):
     assert cpu_isa.host_isa().levels == ("avx512", "avx2")
 
 
+def test_a_member_narrower_than_the_cpu_asks_other_stacks_to_hold_to_its_isa(host):
+    # the CPU's own flags decide, not PTUNER_HOST_ISA: vendor stacks read those flags
+    host(VNNI_HOST, "avx2")
+    assert get_target("x86").isa_below_host() == "avx2"
+    assert get_target("x86-avx512").isa_below_host() == "avx512"
+    host(VNNI_HOST)
+    assert get_target("x86").isa_below_host() is None
+    host(AVX2_HOST)
+    assert get_target("x86-avx2").isa_below_host() is None
+    assert get_target("x86-vnni").isa_below_host() is None  # not runnable here at all
+    assert get_target("rasp4b").isa_below_host() is None
+
+
 def test_host_isa_switch_refuses_unknown_values_and_bigger_hosts(host):
     host(AVX2_HOST, "sse")
     with pytest.raises(TargetUnavailable, match="allowed values: avx2, avx512, avxvnni, vnni"):

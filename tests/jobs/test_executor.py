@@ -106,3 +106,28 @@ def test_results_carry_their_kind_through_json():
     assert back == r and back.error_kind is ErrorKind.MISMATCH
     assert r.as_dict() == {"status": "failed", "error": "NumericalMismatch: rel err 0.3",
                            "error_kind": "numerical_mismatch"}
+
+
+def test_a_baseline_job_for_a_narrower_target_is_held_and_says_so(tiny_onnx, tmp_path):
+    """x86-avx2 on a CPU with AVX-512: OpenVINO's convolutions are held to AVX2 in the job's
+    fresh process, and the stored timing conditions say so (with what ran wider anyway)."""
+    import json
+
+    pytest.importorskip("openvino")
+    from pose_tuner.hardware import get_target
+
+    target = get_target("x86-avx2")
+    try:
+        target.check_available()
+    except Exception as exc:  # noqa: BLE001 - a CPU without AVX2
+        pytest.skip(str(exc))
+    if target.isa_below_host() is None:
+        pytest.skip("this CPU has nothing wider than AVX2: there is nothing to hold")
+    lines = []
+    job = BaselineJob("openvino-fp32", "x86-avx2", tiny_onnx, (1, 3, 32, 32),
+                      str(tmp_path / "ov"), 2, measure_budget_s=0.2)
+    r = run_in_child(job, 300, str(tmp_path / "b.log"), lines.append)
+    assert r.ok, r.error
+    conditions = json.loads(r.timing_conditions)
+    assert conditions["isa_cap"] == "avx2" and isinstance(conditions["wider_kernels"], list)
+    assert any("held to avx2" in ln for ln in lines), lines

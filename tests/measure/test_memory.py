@@ -56,3 +56,18 @@ def test_a_broken_artifact_gives_no_figure(tmp_path, capsys):
         from pose_tuner.measure.memory import measure_here
 
         measure_here("tensorrt", str(bad), (1,))
+
+
+def test_openvino_is_loaded_with_the_sessions_config(tmp_path, capsys):
+    """The probe compiles with the options the timed session used (a precision hint the
+    CPU lacks would fail there too): a real option gives a figure, a wrong one none."""
+    pytest.importorskip("openvino")
+    from pose_tuner.measure.memory import peak_memory_mb
+
+    path = _conv_onnx(tmp_path / "c.onnx", 64)
+    mb = peak_memory_mb("openvino", path, (1, 64, 64, 64),
+                        config={"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1})
+    assert mb is not None and mb > 0
+    assert peak_memory_mb("openvino", path, (1, 64, 64, 64),
+                          config={"INFERENCE_PRECISION_HINT": "no-such-type"}) is None
+    assert "not measured" in capsys.readouterr().err
