@@ -63,6 +63,7 @@ def compile_module(
     one target, so these are that target's own kernel, if it has one."""
     backend = backend_for(target)
     if work_dir is not None:
+        backend.load_tensor_intrinsics(target)
         backend.register_intrinsics(recorded_kernels(work_dir))
         db = open_database(work_dir)
         with target, db, tvm.transform.PassContext(opt_level=3):

@@ -215,7 +215,9 @@ def _register_intrinsics(target: tvm.target.Target, int8_kernel: str | None = No
     kernels = [int8_kernel] if int8_kernel is not None else []
     if work_dir is not None:
         kernels += [k for k in recorded_kernels(work_dir) if k not in kernels]
-    backend_for(target).register_intrinsics(kernels)
+    backend = backend_for(target)
+    backend.load_tensor_intrinsics(target)
+    backend.register_intrinsics(kernels)
 
 
 def tune(

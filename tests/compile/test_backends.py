@@ -91,3 +91,45 @@ def test_x86_intrinsics_only_for_the_kernel_a_target_names(tmp_path):
         '[0, [[["SampleCategorical", ...], ["Tensorize", ["dot_16x4_avx2"]]]]]\n')
     got = _registered(get_target("x86-avx2").tvm_target(), None, tmp_path / "db")
     assert got["recorded"] == ["avx2"] and got["intrins"] == ["dot_16x4_avx2"]
+
+
+# In a fresh process: which of TVM's tensor-intrinsic modules tuning a target imports.
+INTRIN_MODULES = r"""
+import json, sys
+import tvm
+from tvm.s_tir import TensorIntrin, meta_schedule as ms
+from pose_tuner.compile.tuning import _register_intrinsics
+target = tvm.target.Target(json.loads(sys.argv[1]))
+_register_intrinsics(target, sys.argv[2] or None)
+ms.TuneContext(target=target)  # imports tvm.s_tir.tensor_intrin, as every tuning does
+import tvm.s_tir.tensor_intrin as package
+loaded = sorted(m.rsplit(".", 1)[1] for m in sys.modules
+                if m.startswith("tvm.s_tir.tensor_intrin."))
+names = [v for m in loaded for k, v in vars(getattr(package, m)).items()
+         if k.endswith("_INTRIN") and isinstance(v, str)]
+for name in names:
+    TensorIntrin.get(name)  # raises if not registered
+print(json.dumps({"loaded": loaded, "intrinsics": len(names)}))
+"""
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_tuning_imports_only_the_tensor_intrinsics_of_the_targets_architecture(name):
+    """TVM's tensor_intrin package imports its intrinsics for every device (~20 s); tuning
+    a target imports the modules its backend names, with their intrinsics registered."""
+    import importlib.util
+
+    hw = get_target(name)
+    target = tvm.target.Target(hw.tvm_target())
+    modules = backend_for(target).tensor_intrin_modules(target)
+    assert modules, "every backend of ours names its modules"
+    for m in modules:
+        assert importlib.util.find_spec(f"tvm.s_tir.tensor_intrin.{m}") is not None, m
+    run = subprocess.run([sys.executable, "-c", INTRIN_MODULES, json.dumps(hw.tvm_target()),
+                          hw.int8_kernel or ""], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout.splitlines()[-1])
+    # a module may import a helper of the package (arm_cpu: dot_product_common)
+    assert set(modules) <= set(got["loaded"])
+    assert not {"cuda", "x86", "arm_cpu", "rocm", "hexagon"} - set(modules) & set(got["loaded"])
+    assert got["intrinsics"] > 0

@@ -4,8 +4,8 @@ registry. Independent of this host's CPU: the ISA check compiles the kernel's ow
 implementation for every target that names it and inspects the assembly (milliseconds, in
 one child process: LLVM aborts the process for a CPU that lacks the instructions); the
 full tensorized build and the exactness run are :mod:`tests.compile.test_int8_kernels`.
-The first ``register()`` imports ``tvm.s_tir.tensor_intrin`` (its CUDA intrinsics take
-~30 s of CPU), the bulk of this directory's run time when run alone."""
+The first ``register()`` imports TVM's x86 tensor intrinsics (only those:
+:mod:`pose_tuner.compile.tensor_intrin`)."""
 
 from __future__ import annotations
 

@@ -20,6 +20,11 @@ class Backend:
     The contract, in the order the pipeline calls it (every method has a default for
     backends that need nothing there):
 
+    * ``tensor_intrin_modules(target)`` – the modules of TVM's ``tvm.s_tir.tensor_intrin``
+      that this kind's design space may name for ``target`` (``("x86",)``, ``("cuda",)``):
+      :meth:`load_tensor_intrinsics` imports only those
+      (:func:`pose_tuner.compile.tensor_intrin.import_only`), where TVM would import them
+      all (~20 s per process). None (the default) leaves TVM's own import of all of them.
     * ``register_intrinsics(int8_kernels)`` – make available the tensor intrinsics and
       custom schedule rules that tuning, and replaying tuning records, may use.
       ``int8_kernels`` are names in :data:`pose_tuner.compile.kernels.KERNELS`: the
@@ -50,6 +55,18 @@ class Backend:
     kind: str = ""
     #: whether hand-scheduled host-CPU kernels run on this kind's device
     host_kernels: bool = False
+
+    def tensor_intrin_modules(self, target) -> tuple[str, ...] | None:
+        return None
+
+    def load_tensor_intrinsics(self, target) -> None:
+        """Import the tensor intrinsics :meth:`tensor_intrin_modules` names for
+        ``target``, and none of TVM's others; before tuning or applying records."""
+        modules = self.tensor_intrin_modules(target)
+        if modules is not None:
+            from pose_tuner.compile.tensor_intrin import import_only
+
+            import_only(modules)
 
     def register_intrinsics(self, int8_kernels: list[str] | tuple[str, ...] = ()) -> None:
         if int8_kernels:

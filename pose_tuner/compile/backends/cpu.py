@@ -18,6 +18,13 @@ class CPUBackend(Backend):
     kind = "llvm"
     host_kernels = True
 
+    def tensor_intrin_modules(self, target) -> tuple[str, ...]:
+        """TVM's ARM intrinsics for an ARM ``mtriple`` (its default aarch64 rules name
+        them), else its x86 ones (its x86 rules do)."""
+        mtriple = str(target.attrs.get("mtriple", "") if hasattr(target, "attrs")
+                      else target.get("mtriple", ""))
+        return ("arm_cpu",) if mtriple.startswith(("aarch64", "arm")) else ("x86",)
+
     def register_intrinsics(self, int8_kernels=()) -> None:
         from pose_tuner.compile.int8.rules import register_schedule_rules
 

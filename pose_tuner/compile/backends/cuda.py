@@ -15,6 +15,9 @@ from pose_tuner.compile.backends.base import Backend
 class CUDABackend(Backend):
     kind = "cuda"
 
+    def tensor_intrin_modules(self, target) -> tuple[str, ...]:
+        return ("cuda",)
+
     def enable_codegen(self) -> None:
         from pose_tuner.compile.toolchains.cuda import enable_codegen
 

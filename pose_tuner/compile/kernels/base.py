@@ -40,8 +40,12 @@ class Int8Kernel:
         if self.intrin in _REGISTERED:
             return self.intrin
         from tvm.s_tir import TensorIntrin
+
+        from pose_tuner.compile.tensor_intrin import import_only
+
         # TVM's own x86 intrinsics must be registered before they are overridden, or
         # importing them later fails on the duplicate name
+        import_only(("x86",))
         from tvm.s_tir.tensor_intrin import x86
 
         TensorIntrin.register(self.intrin, x86.dot_product_16x4_u8i8i32_desc, self.impl(),
