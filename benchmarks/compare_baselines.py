@@ -95,6 +95,7 @@ def main() -> int:
     model = PreparedModel(args.model, "zoo", onnx_path, best.model_hash, shape, tuple(ref.shape),
                           None, None, 0)
     calib = calibration_inputs(model)
+    cap = target.isa_below_host()
     for name in target.baselines:
         bl = get_baseline(name)
         try:
@@ -103,11 +104,11 @@ def main() -> int:
             print(f"{name}: skipped: {exc}", flush=True)
             continue
         sess = bl.prepare(onnx_path, os.path.join(args.log_dir, "benchmarks", name), calib, threads,
-                          isa_cap=target.isa_below_host())
+                          isa_cap=cap)
         (compare if bl.numerics == "exact" else compare_approx)(sess.run(x), ref)
         runners[name] = lambda s=sess: s._call(x)
         print(f"{name}: prepared and checked"
-              + (f"; held to {target.isa_below_host()}, but these kernels run wider: "
+              + (f"; held to {cap}, but these kernels run wider: "
                  f"{'; '.join(sess.wider_kernels)}" if sess.wider_kernels else ""), flush=True)
 
     samples = interleaved(runners, args.rounds, Timing(args.budget, min_repeat=3, warmup=2),

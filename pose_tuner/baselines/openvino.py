@@ -117,9 +117,9 @@ class OpenVINOBaseline(Baseline):
         if self.quant == "bf16":
             from pose_tuner.hardware.cpu_isa import host_features
 
-            if target.isa_below_host():
-                raise BaselineUnavailable(
-                    f"{target.name}'s CPUs ({target.isa_below_host()}) have no native bf16")
+            cap = target.isa_below_host()
+            if cap:
+                raise BaselineUnavailable(f"{target.name}'s CPUs ({cap}) have no native bf16")
             if not {"avx512_bf16", "amx_bf16"} & host_features():
                 raise BaselineUnavailable("this CPU has no native bf16 (avx512_bf16/amx_bf16)")
         if self.quant == "int8":

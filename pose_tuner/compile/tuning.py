@@ -205,11 +205,12 @@ def _save_budgets(work_dir: str, budgets: dict[str, int], name: str = BUDGETS_FI
     os.replace(tmp, os.path.join(work_dir, name))
 
 
-def _register_intrinsics(target: tvm.target.Target, int8_kernel: str | None = None,
+def register_intrinsics(target: tvm.target.Target, int8_kernel: str | None = None,
                          work_dir: str | None = None) -> None:
-    """Register what tuning ``target`` may use (its backend's
-    :meth:`~pose_tuner.compile.backends.base.Backend.register_intrinsics`): the target's
-    own ``int8_kernel`` if it has one, and the kernels that the records already in
+    """Register what tuning ``target`` may use: TVM's tensor intrinsics of its
+    architecture only (:meth:`~pose_tuner.compile.backends.base.Backend.load_tensor_intrinsics`),
+    then (:meth:`~pose_tuner.compile.backends.base.Backend.register_intrinsics`) the
+    target's own ``int8_kernel`` if it has one, and the kernels that the records already in
     ``work_dir`` use (MetaSchedule replays them). Nothing x86-specific for a target that
     names no kernel (aarch64, cuda)."""
     kernels = [int8_kernel] if int8_kernel is not None else []
@@ -250,7 +251,7 @@ def tune(
     from tvm.s_tir.analysis import estimate_tir_flops
 
     t0 = time.time()
-    _register_intrinsics(target, int8_kernel, work_dir)
+    register_intrinsics(target, int8_kernel, work_dir)
     backend_for(target).enable_codegen()
     db = open_database(work_dir)
     tasks = [t for t in ms.relax_integration.extract_tasks(mod, target) if not _scheduled(t)]

@@ -58,10 +58,10 @@ REGISTERED = r"""
 import json, sys
 import tvm
 from pose_tuner.compile.kernels import base
-from pose_tuner.compile.tuning import _register_intrinsics, recorded_kernels
+from pose_tuner.compile.tuning import register_intrinsics, recorded_kernels
 target = tvm.target.Target(json.loads(sys.argv[1]))
 kernel = sys.argv[2] or None
-_register_intrinsics(target, kernel, sys.argv[3])
+register_intrinsics(target, kernel, sys.argv[3])
 print(json.dumps({"intrins": sorted(base._REGISTERED),
                   "x86": "tvm.s_tir.tensor_intrin.x86" in sys.modules,
                   "recorded": recorded_kernels(sys.argv[3])}))
@@ -98,9 +98,9 @@ INTRIN_MODULES = r"""
 import json, sys
 import tvm
 from tvm.s_tir import TensorIntrin, meta_schedule as ms
-from pose_tuner.compile.tuning import _register_intrinsics
+from pose_tuner.compile.tuning import register_intrinsics
 target = tvm.target.Target(json.loads(sys.argv[1]))
-_register_intrinsics(target, sys.argv[2] or None)
+register_intrinsics(target, sys.argv[2] or None)
 ms.TuneContext(target=target)  # imports tvm.s_tir.tensor_intrin, as every tuning does
 import tvm.s_tir.tensor_intrin as package
 loaded = sorted(m.rsplit(".", 1)[1] for m in sys.modules
