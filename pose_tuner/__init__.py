@@ -2,7 +2,7 @@
 
 import functools
 
-__version__ = "0.5.1"
+__version__ = "0.5.2"
 
 
 @functools.cache
