@@ -105,7 +105,7 @@ def task_rows(work_dir: str, target):
     from pose_tuner.compile import tuning
 
     tuning.register_intrinsics(tvm.target.Target(target.tvm_target()), target.int8_kernel,
-                                work_dir)
+                               work_dir)
     best: dict = {}
     for rec in tuning.open_database(work_dir).get_all_tuning_records():
         secs = [float(s) for s in rec.run_secs or []]

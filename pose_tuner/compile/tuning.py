@@ -206,7 +206,7 @@ def _save_budgets(work_dir: str, budgets: dict[str, int], name: str = BUDGETS_FI
 
 
 def register_intrinsics(target: tvm.target.Target, int8_kernel: str | None = None,
-                         work_dir: str | None = None) -> None:
+                        work_dir: str | None = None) -> None:
     """Register what tuning ``target`` may use: TVM's tensor intrinsics of its
     architecture only (:meth:`~pose_tuner.compile.backends.base.Backend.load_tensor_intrinsics`),
     then (:meth:`~pose_tuner.compile.backends.base.Backend.register_intrinsics`) the
