@@ -20,6 +20,7 @@ The defaults are the head's last deconvolution (256 -> 256 channels, 32x24 -> 64
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -106,6 +107,7 @@ def tune_gemm(batches: int, cin: int, cout: int, tiles: int, trials: int, work_d
     from tvm.s_tir import meta_schedule as ms
 
     from pose_tuner.compile.tensor_intrin import import_only
+    from pose_tuner.compile.tuning import InProcessBuilder
     from pose_tuner.hardware import get_target
 
     import_only(("x86",))
@@ -113,9 +115,17 @@ def tune_gemm(batches: int, cin: int, cout: int, tiles: int, trials: int, work_d
     mod = gemm_module(batches, cin, cout, tiles)
     target = tvm.target.Target(get_target("x86-avx2").tvm_target())
     t0 = time.time()
-    db = ms.tir_integration.tune_tir(mod, target, work_dir, max_trials_global=trials,
-                                     num_trials_per_iter=min(32, trials), space=space(),
-                                     num_tuning_cores=2)
+    # the tuner's own builder and runner timeout: MetaSchedule's default builder pool
+    # times out on a busy 2-core machine and then nothing is built
+    builder = InProcessBuilder()
+    try:
+        db = ms.tir_integration.tune_tir(mod, target, work_dir, max_trials_global=trials,
+                                         num_trials_per_iter=min(32, trials), space=space(),
+                                         builder=builder,
+                                         runner=ms.runner.LocalRunner(timeout_sec=120),
+                                         num_tuning_cores=2)
+    finally:
+        shutil.rmtree(builder.dir, ignore_errors=True)
     sch = ms.tir_integration.compile_tir(db, mod, target)
     if sch is None:
         raise RuntimeError("no schedule of the GEMM built")
