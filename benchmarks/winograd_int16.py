@@ -164,7 +164,8 @@ def main(argv=None) -> int:
                     help="2x2 output tiles per phase (default: a 32x24 phase)")
     ap.add_argument("--phases", type=int, default=4)
     ap.add_argument("--trials", type=int, default=256)
-    ap.add_argument("--log-dir", default=None, help="MetaSchedule's work dir (default: temp)")
+    ap.add_argument("--log-dir", default=None,
+                    help="MetaSchedule's work dir, kept (default: a temporary one, removed)")
     args = ap.parse_args(argv)
     from pose_tuner.hardware.cpu_isa import host_features
 
@@ -176,8 +177,12 @@ def main(argv=None) -> int:
         return 2
     batches = args.phases * 9
     work_dir = args.log_dir or tempfile.mkdtemp(prefix="winograd_int16_")
-    lib, tuned_s = tune_gemm(batches, args.cin, args.cout, args.tiles, args.trials, work_dir)
-    exact, madd, secs = check_and_time(lib, batches, args.cin, args.cout, args.tiles)
+    try:
+        lib, tuned_s = tune_gemm(batches, args.cin, args.cout, args.tiles, args.trials, work_dir)
+        exact, madd, secs = check_and_time(lib, batches, args.cin, args.cout, args.tiles)
+    finally:
+        if args.log_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
     ops = 2 * batches * args.tiles * args.cin * args.cout
     print(f"GEMM {batches} x [{args.tiles} x {args.cin}] x [{args.cin} x {args.cout}] int16, "
           f"{args.trials} trials ({tuned_s:.0f} s): {secs * 1e6:.0f} us, {ops / secs / 1e9:.0f} GOPS, "
