@@ -58,9 +58,10 @@ def register_intrinsic() -> str:
             for h in T.unroll(2):
                 a = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int16x2"),
                                                             dtype="int32"), 8), dtype="int16x16")
-                C[T.ramp(h * 8, 1, 8)] = C.vload([h * 8], dtype="int32x8") + T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), a,
-                    B.vload([h * 8, 0], dtype="int16x16"), dtype="int32x8")
+                C[T.ramp(h * 8, 1, 8)] = C.vload([h * 8], dtype="int32x8") \
+                    + T.call_llvm_pure_intrin(
+                        T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), a,
+                        B.vload([h * 8, 0], dtype="int16x16"), dtype="int32x8")
 
     TensorIntrin.register(INTRIN, desc, impl, override=True)
     return INTRIN
@@ -185,7 +186,8 @@ def main(argv=None) -> int:
             shutil.rmtree(work_dir, ignore_errors=True)
     ops = 2 * batches * args.tiles * args.cin * args.cout
     print(f"GEMM {batches} x [{args.tiles} x {args.cin}] x [{args.cin} x {args.cout}] int16, "
-          f"{args.trials} trials ({tuned_s:.0f} s): {secs * 1e6:.0f} us, {ops / secs / 1e9:.0f} GOPS, "
+          f"{args.trials} trials ({tuned_s:.0f} s): {secs * 1e6:.0f} us, "
+          f"{ops / secs / 1e9:.0f} GOPS, "
           f"direct-equivalent {ops * 16 / 9 / secs / 1e9:.0f} GOPS; exact: {exact}; "
           f"vpmaddwd in its code: {madd}")
     return 0 if exact and madd else 1
