@@ -68,11 +68,16 @@ print(json.dumps({"intrins": sorted(base._REGISTERED),
 """
 
 
-def _registered(tvm_target: dict, kernel: str | None, work_dir) -> dict:
-    run = subprocess.run([sys.executable, "-c", REGISTERED, json.dumps(tvm_target), kernel or "",
-                          str(work_dir)], capture_output=True, text=True, timeout=300)
+def _in_fresh_process(script: str, *args: str) -> dict:
+    """The JSON that ``script`` prints last, run with ``args`` in a fresh interpreter."""
+    run = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                         timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.splitlines()[-1])
+
+
+def _registered(tvm_target: dict, kernel: str | None, work_dir) -> dict:
+    return _in_fresh_process(REGISTERED, json.dumps(tvm_target), kernel or "", str(work_dir))
 
 
 def test_x86_intrinsics_only_for_the_kernel_a_target_names(tmp_path):
@@ -125,10 +130,7 @@ def test_tuning_imports_only_the_tensor_intrinsics_of_the_targets_architecture(n
     assert modules, "every backend of ours names its modules"
     for m in modules:
         assert importlib.util.find_spec(f"tvm.s_tir.tensor_intrin.{m}") is not None, m
-    run = subprocess.run([sys.executable, "-c", INTRIN_MODULES, json.dumps(hw.tvm_target()),
-                          hw.int8_kernel or ""], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    got = json.loads(run.stdout.splitlines()[-1])
+    got = _in_fresh_process(INTRIN_MODULES, json.dumps(hw.tvm_target()), hw.int8_kernel or "")
     # a module may import a helper of the package (arm_cpu: dot_product_common)
     assert set(modules) <= set(got["loaded"])
     assert not {"cuda", "x86", "arm_cpu", "rocm", "hexagon"} - set(modules) & set(got["loaded"])

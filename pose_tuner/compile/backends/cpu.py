@@ -21,8 +21,7 @@ class CPUBackend(Backend):
     def tensor_intrin_modules(self, target) -> tuple[str, ...]:
         """TVM's ARM intrinsics for an ARM ``mtriple`` (its default aarch64 rules name
         them), else its x86 ones (its x86 rules do)."""
-        mtriple = str(target.attrs.get("mtriple", "") if hasattr(target, "attrs")
-                      else target.get("mtriple", ""))
+        mtriple = str(target.attrs.get("mtriple", ""))
         return ("arm_cpu",) if mtriple.startswith(("aarch64", "arm")) else ("x86",)
 
     def register_intrinsics(self, int8_kernels=()) -> None:
