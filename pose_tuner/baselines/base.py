@@ -98,11 +98,17 @@ class Baseline:
         cannot run the baseline now: its library missing, a device without it, ..."""
 
     def prepare(self, onnx_path: str, work_dir: str, calib: np.ndarray, threads: int,
-                rpc=None, isa_cap: str | None = None) -> Session:
+                rpc=None, isa_cap: str | None = None, int8_weight_bits: int = 8) -> Session:
         """A runnable session of the model. ``isa_cap`` is the target's
         :meth:`~pose_tuner.hardware.base.Target.isa_below_host`: when set, the session must
         run its compute (convolutions, matrix products) on no ISA wider than that level
         (or raise :class:`BaselineUnavailable`) and list any other kernel that runs wider
         in ``wider_kernels``; a stack that cannot be held to it refuses in
-        :meth:`check_here`."""
+        :meth:`check_here`. ``int8_weight_bits`` is the target's
+        (:attr:`~pose_tuner.hardware.base.Target.int8_weight_bits`): 7 on CPUs whose u8 x s8
+        products go through saturating 16-bit pair sums (``vpmaddubsw`` without VNNI). A
+        stack whose quantized model we write and whose kernels then multiply u8 x s8 as
+        they are (ONNX Runtime) quantizes its weights to that many bits, as its own
+        documentation advises for such CPUs; a stack that guards against the saturation
+        itself may ignore it."""
         raise NotImplementedError

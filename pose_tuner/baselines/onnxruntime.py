@@ -1,6 +1,6 @@
 """ONNX Runtime on the CPU: FP32, and static INT8 in QDQ form (u8 activations, s8
-per-channel weights, min-max calibration; see
-:func:`pose_tuner.compile.int8.quantize.quantize_qdq`).
+per-channel weights of the target's ``int8_weight_bits``: 7 where its U8S8 kernels would
+saturate; min-max calibration; see :func:`pose_tuner.compile.int8.quantize.quantize_qdq`).
 
 On a remote target (a Pi over TVM RPC) the model file is prepared here, uploaded, and run
 and timed on the device by pose-tuner's device server (:mod:`pose_tuner.devices.device_server`),
@@ -78,15 +78,16 @@ class RemoteORTSession(Session):
         return self._host.run(x)
 
 
-def quantize_qdq(onnx_path: str, out_path: str, calib: np.ndarray) -> str:
-    """Static INT8 QDQ model of ``onnx_path`` calibrated on ``calib`` (N, C, H, W), min-max.
+def quantize_qdq(onnx_path: str, out_path: str, calib: np.ndarray, weight_bits: int = 8) -> str:
+    """Static INT8 QDQ model of ``onnx_path`` calibrated on ``calib`` (N, C, H, W), min-max,
+    its weights quantized to ``weight_bits`` (7: ONNX Runtime's ``reduce_range``).
 
     The one implementation is :func:`pose_tuner.compile.int8.quantize.quantize_qdq` (note
     its argument order).
     """
     from pose_tuner.compile.int8.quantize import quantize_qdq as _quantize_qdq
 
-    return _quantize_qdq(onnx_path, calib, out_path, method="minmax")
+    return _quantize_qdq(onnx_path, calib, out_path, method="minmax", weight_bits=weight_bits)
 
 
 def _uncappable(cap: str, whose: str) -> BaselineUnavailable:
@@ -128,13 +129,17 @@ class ONNXRuntimeBaseline(Baseline):
             raise BaselineUnavailable(f"onnxruntime is not installed on the {target.name} "
                                       "device (on the device: pip install onnxruntime)")
 
-    def prepare(self, onnx_path, work_dir, calib, threads, rpc=None, isa_cap=None):
+    def prepare(self, onnx_path, work_dir, calib, threads, rpc=None, isa_cap=None,
+                int8_weight_bits=8):
         if isa_cap:
             raise _uncappable(isa_cap, "the target's CPUs")
         path = onnx_path
         if self.quant == "int8":
+            # its U8S8 kernels use vpmaddubsw on CPUs without VNNI, whose pair sums saturate
+            # with 8-bit weights: 7 bits there (the target says), as its documentation advises
             os.makedirs(work_dir, exist_ok=True)
-            path = quantize_qdq(onnx_path, os.path.join(work_dir, "model.qdq.onnx"), calib)
+            path = quantize_qdq(onnx_path, os.path.join(work_dir, "model.qdq.onnx"), calib,
+                                weight_bits=int8_weight_bits)
         if rpc is not None:
             return RemoteORTSession(path, rpc, threads)
         return ORTBaselineSession(path, threads)

@@ -128,7 +128,8 @@ class OpenVINOBaseline(Baseline):
             except ImportError:
                 raise BaselineUnavailable("nncf is not installed (pip install nncf)") from None
 
-    def prepare(self, onnx_path, work_dir, calib, threads, rpc=None, isa_cap=None):
+    def prepare(self, onnx_path, work_dir, calib, threads, rpc=None, isa_cap=None,
+                int8_weight_bits=8):
         import openvino as ov
 
         if isa_cap:

@@ -68,7 +68,8 @@ class TensorRTBaseline(Baseline):
         if not torch.cuda.is_available():
             raise BaselineUnavailable("torch has no CUDA device (install a CUDA build of torch)")
 
-    def prepare(self, onnx_path, work_dir, calib, threads, rpc=None, isa_cap=None):
+    def prepare(self, onnx_path, work_dir, calib, threads, rpc=None, isa_cap=None,
+                int8_weight_bits=8):
         import onnxruntime as ort
         import tensorrt as trt
 

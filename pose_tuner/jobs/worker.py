@@ -325,7 +325,7 @@ def run_baseline(job: BaselineJob, report, stage: Stage) -> JobResult:
            + (f", held to {cap} ({target.name}'s CPUs)" if cap else ""))
     calib = np.load(job.calib_npy) if job.calib_npy else None
     sess = baseline.prepare(job.onnx_path, job.work_dir, calib, int(job.threads), rpc=rpc,
-                            isa_cap=cap)
+                            isa_cap=cap, int8_weight_bits=target.int8_weight_bits)
     result: dict = {"build_seconds": time.time() - t0, "artifact_path": sess.artifact_path,
                     "model_size_bytes": sess.size_bytes}
     if sess.wider_kernels:

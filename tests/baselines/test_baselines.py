@@ -43,6 +43,51 @@ def test_int8_models_are_really_quantized(tiny_onnx, tmp_path):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
 
 
+def _saturating_conv(path):
+    """One 1x1 conv whose u8 x s8 pair sums overflow int16 with 8-bit weights: 32 input
+    channels of positive weights near their channel's maximum, inputs near their range's top."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).uniform(0.8, 1.0, (8, 32, 1, 1)).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "w"], ["y"])
+    graph = helper.make_graph([node], "sat", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 32, 8, 8])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 8, 8, 8])], [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_onnx_runtime_int8_computes_its_own_model_exactly_with_the_targets_weight_bits(tmp_path):
+    """ONNX Runtime's U8S8 kernels use vpmaddubsw on CPUs without VNNI, whose int16 pair
+    sums saturate with 8-bit weights (2 x 255 x 127 > 32767): the host's target asks for
+    7 bits there, and the baseline then computes exactly the model it quantized (its exact
+    form, :func:`exact_reference`, widens to int16 and never saturates)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from pose_tuner.compile.int8.quantize import exact_reference
+
+    target = get_target("x86")
+    bl = get_baseline("onnxruntime-int8")
+    try:
+        bl.check_available(target)
+    except BaselineUnavailable as exc:
+        pytest.skip(str(exc))
+    model = _saturating_conv(str(tmp_path / "sat.onnx"))
+    rng = np.random.default_rng(1)
+    x_cal = rng.uniform(0.8, 1.0, (8, 32, 8, 8)).astype(np.float32)
+    sess = bl.prepare(model, str(tmp_path / "ort"), x_cal, threads=1,
+                      int8_weight_bits=target.int8_weight_bits)
+    weights = [numpy_helper.to_array(t) for t in onnx.load(sess.artifact_path).graph.initializer
+               if t.data_type == onnx.TensorProto.INT8 and t.dims and len(t.dims) == 4]
+    assert weights and max(int(np.abs(w).max()) for w in weights) == (
+        64 if target.int8_weight_bits == 7 else 127)
+    x = rng.uniform(0.8, 1.0, (1, 32, 8, 8)).astype(np.float32)
+    exact = ORTSession(exact_reference(sess.artifact_path)).run(x)
+    assert compare(sess.run(x), exact).rel_err < 1e-6
+
+
 def test_unusable_baselines_say_why():
     with pytest.raises(BaselineUnavailable, match="not a baseline of target x86.*: cuda"):
         get_baseline("tensorrt-fp16").check_available(get_target("x86"))
