@@ -130,8 +130,8 @@ class OpenVINOBaseline(Baseline):
 
     def prepare(self, onnx_path, work_dir, calib, threads, rpc=None, isa_cap=None,
                 int8_weight_bits=8):
-        # int8_weight_bits unused: NNCF quantizes for OpenVINO's own kernels, whose overflow
-        # fix covers CPUs without VNNI (its INT8 passed the check on an AVX2 EPYC with 8 bits)
+        # int8_weight_bits unused: NNCF quantizes for OpenVINO's own kernels, not ONNX
+        # Runtime's (its INT8 passed the check on an AVX2 EPYC, and matched its AP on VNNI)
         import openvino as ov
 
         if isa_cap:
