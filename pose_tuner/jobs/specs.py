@@ -65,6 +65,9 @@ class Job:
     """One unit of work for :mod:`pose_tuner.jobs.worker`. Subclasses set ``kind``."""
 
     kind: ClassVar[str] = ""
+    #: whether the job may import PyTorch; the worker blocks it for jobs that need none
+    #: (:mod:`pose_tuner.measure.lean`: it would cost seconds per process)
+    uses_torch: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -112,6 +115,7 @@ class CandidateJob(Job):
     """Build one search point of one variant, check it against its reference, time it."""
 
     kind: ClassVar[str] = "candidate"
+    uses_torch: ClassVar[bool] = False
     onnx_path: str
     input_shape: tuple[int, ...]
     tvm_target: dict
@@ -156,6 +160,7 @@ class AccuracyJob(Job):
     """COCO OKS AP / PCK of a built TVM artifact (a host build for remote targets)."""
 
     kind: ClassVar[str] = "accuracy"
+    uses_torch: ClassVar[bool] = False
     artifact_path: str
     input_shape: tuple[int, ...]
     accuracy: AccuracySpec
@@ -167,6 +172,7 @@ class RemeasureJob(Job):
     """Check a stored artifact against its reference again, then time it (drift)."""
 
     kind: ClassVar[str] = "remeasure"
+    uses_torch: ClassVar[bool] = False
     artifact_path: str
     onnx_path: str
     quant: str
@@ -181,6 +187,7 @@ class BuildJob(Job):
     """Compile only (``tuner build``): the model with the target's default schedules."""
 
     kind: ClassVar[str] = "build"
+    uses_torch: ClassVar[bool] = False
     onnx_path: str
     tvm_target: dict
     quant: str

@@ -24,6 +24,7 @@ import traceback
 from pose_tuner.failures import ErrorKind
 from pose_tuner.jobs.specs import (AccuracyJob, BaselineJob, BuildJob, CandidateJob, Job,
                                    JobResult, RemeasureJob, VariantJob, job_from_json)
+from pose_tuner.measure.lean import without_torch
 
 
 class Stage:
@@ -458,6 +459,8 @@ def main(argv: list[str]) -> int:
 
     with open(job_path, encoding="utf-8") as f:
         job = job_from_json(f.read())
+    if not job.uses_torch:
+        without_torch()
     result = run_job(job, report)
     with open(result_path, "w", encoding="utf-8") as f:
         f.write(result.to_json())

@@ -23,6 +23,7 @@ import subprocess
 import sys
 
 from pose_tuner.measure.inputs import structured_input
+from pose_tuner.measure.lean import without_torch
 
 #: the runtimes a fresh process can load an artifact of
 BACKENDS = ("tvm", "onnxruntime", "openvino")
@@ -120,6 +121,7 @@ def remote_peak_memory_mb(path: str, rpc_spec, shape) -> float | None:
 
 
 def main(argv: list[str]) -> int:
+    without_torch()
     backend, path, shape = argv[:3]
     config = json.loads(argv[3]) if len(argv) > 3 else None
     mb = measure_here(backend, path, tuple(int(v) for v in shape.split("x")), config)
