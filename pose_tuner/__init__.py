@@ -2,7 +2,7 @@
 
 import functools
 
-__version__ = "0.5.3"
+__version__ = "0.5.4"
 
 
 @functools.cache
